@@ -1,0 +1,135 @@
+"""Seeded interleaving and the datagram layout of one frame (paper 001 §II-C).
+
+The send order is the partition's units, permuted by π = default_rng(seed).permutation when
+interleaving is on, then concatenated. Datagram i carries the i-th run of ``per_datagram``
+elements of that order, so no byte is wasted, a unit may straddle two datagrams, and losing a
+datagram loses exactly its own elements. The receiver rebuilds the same layout from the
+descriptor alone; the payload is nothing but packed values.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from semnet.core.partition import canonical
+from semnet.core.quant import pack_bits, packed_size, unpack_bits
+from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, encode
+from semnet.errors import ConfigError, WireError
+
+
+def permutation(n_units: int, seed: int) -> np.ndarray:
+    """π: position k of the send order holds unit π[k]."""
+    return np.random.default_rng(seed).permutation(n_units)
+
+
+def interleave(unit_list: Sequence[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Units in send order, so a burst of losses hits units scattered across the latent."""
+    return [unit_list[p] for p in permutation(len(unit_list), seed)]
+
+
+def deinterleave(sent: Sequence[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Inverse of :func:`interleave` with the same seed."""
+    return [sent[k] for k in np.argsort(permutation(len(sent), seed))]
+
+
+def _gather_runs(order: np.ndarray, sizes: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``np.concatenate(interleave(units))`` without one array per unit."""
+    starts = np.cumsum(sizes) - sizes
+    lengths = sizes[perm]
+    shift = np.repeat(starts[perm] - (np.cumsum(lengths) - lengths), lengths)
+    return order[shift + np.arange(order.size)]
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where each datagram's elements live in the flattened latent."""
+
+    order: np.ndarray  # flat latent indices in send order (read-only)
+    per_datagram: int
+    count: int
+    bits: int
+
+    def elements(self, index: int) -> np.ndarray:
+        """Flat latent indices carried by datagram ``index``."""
+        return self.order[index * self.per_datagram : (index + 1) * self.per_datagram]
+
+    def payload_size(self, index: int) -> int:
+        """Exact payload bytes datagram ``index`` must have."""
+        return packed_size(len(self.elements(index)), self.bits)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(
+    shape: tuple[int, int, int],
+    partition: PartitionSpec,
+    seed: int | None,
+    per_datagram: int,
+    bits: int,
+) -> Layout:
+    order, sizes = canonical(shape, partition)
+    if seed is not None:
+        order = _gather_runs(order, sizes, permutation(sizes.size, seed))
+        order.flags.writeable = False
+    return Layout(order, per_datagram, -(-order.size // per_datagram), bits)
+
+
+def layout(desc: FrameDescriptor) -> Layout:
+    """The frame's layout, cached on the fields that shape it (not lo/hi, which vary per frame)."""
+    seed = desc.seed if desc.interleave else None
+    return _layout(desc.latent, desc.partition, seed, desc.per_datagram, desc.quant.bits)
+
+
+def packetize(
+    q: np.ndarray, desc: FrameDescriptor, stream: int, frame: int, first_seq: int
+) -> list[bytes]:
+    """Encode a quantized latent into the frame's datagrams, numbered from ``first_seq``."""
+    if q.shape != desc.latent:
+        raise ConfigError(f"latent shape {q.shape} does not match descriptor {desc.latent}")
+    lay = layout(desc)
+    send = q.reshape(-1)[lay.order]
+    step = lay.per_datagram
+    return [
+        encode(
+            Datagram(
+                stream=stream,
+                seq=(first_seq + i) % 2**32,
+                frame=frame,
+                index=i,
+                count=lay.count,
+                descriptor=desc,
+                payload=pack_bits(send[i * step : (i + 1) * step], lay.bits),
+            )
+        )
+        for i in range(lay.count)
+    ]
+
+
+def check_payload(dg: Datagram) -> None:
+    """Reject a datagram whose count or payload length disagrees with its descriptor's layout."""
+    lay = layout(dg.descriptor)
+    if dg.count != lay.count:
+        raise WireError("bad_field", f"count {dg.count} != layout count {lay.count}")
+    expected = lay.payload_size(dg.index)
+    if len(dg.payload) != expected:
+        raise WireError("payload_length", f"{len(dg.payload)} bytes != {expected}")
+
+
+def depacketize(
+    datagrams: Iterable[Datagram], desc: FrameDescriptor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place received payloads; returns (q uint16, zero where missing; received mask).
+
+    Assumes every datagram belongs to ``desc``'s frame and passed :func:`check_payload`.
+    """
+    lay = layout(desc)
+    q = np.zeros(lay.order.size, dtype=np.uint16)
+    mask = np.zeros(lay.order.size, dtype=bool)
+    for dg in datagrams:
+        elements = lay.elements(dg.index)
+        q[elements] = unpack_bits(dg.payload, lay.bits, elements.size)
+        mask[elements] = True
+    return q.reshape(desc.latent), mask.reshape(desc.latent)

@@ -1,0 +1,241 @@
+"""Receiver-side reassembly: datagrams keyed by (stream, frame) in, assembled frames out.
+
+A sans-IO state machine: fed datagrams and clock readings, it returns frames, complete the moment
+their last datagram arrives or incomplete at their deadline, when evicted, or at flush. Every
+structure is bounded (frames in flight, buffered bytes, remembered deliveries, tracked streams),
+so a flood or a garbage stream costs counters, not memory. Each datagram lands in exactly one
+bucket: ``datagrams == accepted + duplicates + late + malformed``.
+
+Clock readings must come from a monotonic clock; one that steps back is treated as standing
+still, so deadlines stay ordered by first arrival and expire in that order.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from semnet.core.packetize import check_payload
+from semnet.core.seqnum import SeqClass, SequenceTracker
+from semnet.core.wire import Datagram, FrameDescriptor, parse
+from semnet.errors import ConfigError, WireError
+
+FrameKey = tuple[int, int]  # (stream, frame)
+
+
+@dataclass(slots=True)
+class AssembledFrame:
+    """What arrived of one frame; ``datagrams`` maps index to the first copy received."""
+
+    stream: int
+    frame: int
+    descriptor: FrameDescriptor
+    datagrams: dict[int, Datagram]
+    count: int
+    complete: bool
+    first_arrival: float
+    last_arrival: float
+    size: int = 0  # wire bytes of the held datagrams, what the max_bytes cap counts
+
+    @property
+    def received(self) -> int:
+        """Distinct datagrams of this frame that arrived."""
+        return len(self.datagrams)
+
+    @property
+    def missing(self) -> int:
+        """Datagrams of this frame that have not arrived."""
+        return self.count - len(self.datagrams)
+
+
+@dataclass(slots=True)
+class ReassemblyCounters:
+    """Monotone counts for metrics; see the module docstring for the identity they keep."""
+
+    datagrams: int = 0  # offered or ingested, well-formed or not
+    accepted: int = 0  # stored in a frame (reordered ones included)
+    duplicates: int = 0  # a copy of a held (frame, index) or of a recently seen seq
+    reordered: int = 0  # accepted although older than the stream's highest seq
+    late: int = 0  # for a frame already delivered
+    malformed: int = 0  # total of malformed_by_reason
+    malformed_by_reason: dict[str, int] = field(default_factory=dict)
+    evicted_frames: int = 0  # delivered incomplete to respect max_frames or max_bytes
+    evicted_streams: int = 0  # sequence trackers forgotten to respect max_streams
+    frames_complete: int = 0
+    frames_incomplete: int = 0  # at deadline, on eviction or at flush
+
+    def count_malformed(self, reason: str) -> None:
+        """Count one dropped datagram under its reason slug."""
+        self.malformed += 1
+        self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
+
+
+class Reassembler:
+    """Groups datagrams into frames and decides when each frame is done.
+
+    ``deadline`` is seconds after a frame's first datagram at which it is delivered as is.
+    ``recent`` delivered keys are remembered so later datagrams for them count as late instead
+    of starting a phantom frame; ``max_streams`` sequence trackers are kept, least recent first
+    out.
+    """
+
+    def __init__(
+        self,
+        deadline: float = 1.0,
+        max_frames: int = 64,
+        max_bytes: int = 64 * 2**20,
+        recent: int = 1024,
+        max_streams: int = 64,
+    ) -> None:
+        if not deadline > 0:
+            raise ConfigError(f"deadline: must be > 0 seconds, got {deadline}")
+        for name, value in (
+            ("max_frames", max_frames),
+            ("max_bytes", max_bytes),
+            ("recent", recent),
+            ("max_streams", max_streams),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {value}")
+        self.deadline = deadline
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self.recent = recent
+        self.max_streams = max_streams
+        self.counters = ReassemblyCounters()
+        self._pending: OrderedDict[FrameKey, AssembledFrame] = OrderedDict()
+        self._delivered: OrderedDict[FrameKey, None] = OrderedDict()
+        self._trackers: OrderedDict[int, SequenceTracker] = OrderedDict()
+        self._buffered = 0
+        self._clock = float("-inf")
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames in flight (some datagrams held, not yet delivered)."""
+        return len(self._pending)
+
+    def is_pending(self, stream: int, frame: int) -> bool:
+        """Whether datagrams of this frame arrived and it has not been delivered yet."""
+        return (stream, frame) in self._pending
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Wire bytes of the datagrams held by frames in flight."""
+        return self._buffered
+
+    def tracker(self, stream: int) -> SequenceTracker | None:
+        """The sequence tracker of ``stream`` (loss estimate, jumps), None if not tracked."""
+        return self._trackers.get(stream)
+
+    def ingest(self, data: bytes, now: float) -> list[AssembledFrame]:
+        """Parse and validate raw bytes, then offer them; malformed ones are counted, not raised."""
+        out = self.poll(now)
+        try:
+            dg = parse(data)
+            check_payload(dg)
+        except WireError as exc:
+            self.counters.datagrams += 1
+            self.counters.count_malformed(exc.reason)
+            return out
+        out.extend(self._take(dg, len(data)))
+        return out
+
+    def offer(self, dg: Datagram, size: int, now: float) -> list[AssembledFrame]:
+        """Take one parsed datagram of ``size`` wire bytes; returns the frames it finished.
+
+        Frames whose deadline passed by ``now`` are delivered first, so the outcome does not
+        depend on how often the caller polls.
+        """
+        out = self.poll(now)
+        out.extend(self._take(dg, size))
+        return out
+
+    def _take(self, dg: Datagram, size: int) -> list[AssembledFrame]:
+        """File one datagram at the current clock; returns the frames it completed or evicted."""
+        out: list[AssembledFrame] = []
+        c = self.counters
+        c.datagrams += 1
+        key = (dg.stream, dg.frame)
+        frame = self._pending.get(key)
+        if frame is not None:
+            if dg.index in frame.datagrams:
+                c.duplicates += 1
+                return out
+            if dg.count != frame.count or dg.descriptor != frame.descriptor:
+                c.count_malformed("inconsistent")
+                return out
+        seq_class = self._track(dg.stream, dg.seq)
+        if seq_class is SeqClass.DUPLICATE:
+            c.duplicates += 1
+            return out
+        if key in self._delivered:
+            c.late += 1
+            return out
+        c.accepted += 1
+        if seq_class is SeqClass.REORDERED:
+            c.reordered += 1
+        now = self._clock
+        if frame is None:
+            frame = AssembledFrame(
+                dg.stream, dg.frame, dg.descriptor, {}, dg.count, False, now, now
+            )
+            self._pending[key] = frame
+        frame.datagrams[dg.index] = dg
+        frame.last_arrival = now
+        frame.size += size
+        self._buffered += size
+        if len(frame.datagrams) == frame.count:
+            frame.complete = True
+            out.append(self._deliver(key))
+        while self._pending and (
+            len(self._pending) > self.max_frames or self._buffered > self.max_bytes
+        ):
+            c.evicted_frames += 1
+            out.append(self._deliver(next(iter(self._pending))))
+        return out
+
+    def poll(self, now: float) -> list[AssembledFrame]:
+        """Deliver, incomplete, every frame whose deadline is at or before ``now``."""
+        self._clock = max(self._clock, now)
+        out = []
+        while self._pending:
+            key, frame = next(iter(self._pending.items()))
+            if frame.first_arrival + self.deadline > self._clock:
+                break
+            out.append(self._deliver(key))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` next has something to deliver, None while nothing is pending."""
+        if not self._pending:
+            return None
+        return next(iter(self._pending.values())).first_arrival + self.deadline
+
+    def flush(self) -> list[AssembledFrame]:
+        """Deliver every pending frame as it stands (shutdown)."""
+        return [self._deliver(key) for key in list(self._pending)]
+
+    def _track(self, stream: int, seq: int) -> SeqClass:
+        """Classify ``seq`` on its stream's tracker, making room for a new stream if needed."""
+        tracker = self._trackers.get(stream)
+        if tracker is None:
+            if len(self._trackers) >= self.max_streams:
+                self._trackers.popitem(last=False)
+                self.counters.evicted_streams += 1
+            tracker = self._trackers[stream] = SequenceTracker()
+        else:
+            self._trackers.move_to_end(stream)
+        return tracker.update(seq)
+
+    def _deliver(self, key: FrameKey) -> AssembledFrame:
+        """Take a frame out of flight, remember its key, count it complete or incomplete."""
+        frame = self._pending.pop(key)
+        self._buffered -= frame.size
+        self._delivered[key] = None
+        if len(self._delivered) > self.recent:
+            self._delivered.popitem(last=False)
+        if frame.complete:
+            self.counters.frames_complete += 1
+        else:
+            self.counters.frames_incomplete += 1
+        return frame

@@ -1,0 +1,235 @@
+"""Datagram wire format: a 22-byte header, a 30-byte frame descriptor, then packed values.
+
+Every datagram stands alone: the descriptor repeats in each one so that losing any datagram,
+the first included, never loses more than its own payload. All fields are in network byte
+order. The parser is strict and raises only :class:`WireError`; its ``reason`` slug is a
+metric label, so it names the first thing that was wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+from semnet.errors import ConfigError, WireError
+
+MAGIC = 0x53
+VERSION = 1
+FLAG_INTERLEAVED = 0x01
+MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
+# Bounds memory a receiver spends on one (possibly forged) descriptor: 4 Mi latent elements.
+MAX_LATENT_ELEMENTS = 1 << 22
+MAX_COUNT = 0xFFFF
+
+_HEADER = struct.Struct(">BBBBHHHIII")
+_DESCRIPTOR = struct.Struct(">HHHHHHBBffBBIH")
+_F32 = struct.Struct(">f")
+_CRC_OFFSET = 18  # the crc field closes the fixed header
+HEADER_SIZE = _HEADER.size + _DESCRIPTOR.size
+assert _HEADER.size == 22 and _DESCRIPTOR.size == 30 and HEADER_SIZE == 52
+
+
+class QuantKind(IntEnum):
+    ROUND = 0
+    UNIFORM = 1
+    ASYMMETRIC = 2
+
+
+class Scheme(IntEnum):
+    CHANNEL = 0
+    SPATIAL = 1
+    TOKEN = 2
+    INTRA_TOKEN = 3
+    PATCH = 4
+
+
+# Schemes whose units are described by one parameter ``a``; for them ``b`` must stay 1 so that
+# a spec has exactly one spelling.
+ONE_PARAMETER = frozenset({Scheme.CHANNEL, Scheme.TOKEN, Scheme.INTRA_TOKEN})
+
+
+def _check_int(name: str, value: int, lo: int, hi: int) -> None:
+    try:
+        ok = lo <= operator.index(value) <= hi
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is not an integer in {lo}..{hi}")
+
+
+def _float32(name: str, value: float) -> float:
+    """Round to the float32 the wire carries, so encode→parse returns equal objects."""
+    try:
+        rounded = _F32.unpack(_F32.pack(value))[0]
+    except (OverflowError, struct.error, TypeError):
+        raise ConfigError(f"{name}={value!r} is not a float32") from None
+    if not math.isfinite(rounded):
+        raise ConfigError(f"{name}={value!r} is not finite")
+    return rounded
+
+
+@dataclass(frozen=True, slots=True)
+class QuantSpec:
+    """Quantizer parameters; ``lo``/``hi`` are stored rounded to float32, as they travel."""
+
+    kind: QuantKind
+    bits: int
+    lo: float
+    hi: float
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", QuantKind(self.kind))
+        except ValueError:
+            raise ConfigError(f"unknown quantizer kind {self.kind!r}") from None
+        _check_int("quant bits", self.bits, 1, 16)
+        object.__setattr__(self, "lo", _float32("quant lo", self.lo))
+        object.__setattr__(self, "hi", _float32("quant hi", self.hi))
+        if not self.hi > self.lo:
+            raise ConfigError(f"quant range [{self.lo}, {self.hi}] is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpec:
+    """Partition scheme and its block parameters (each travels as a u8)."""
+
+    scheme: Scheme
+    a: int = 1
+    b: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "scheme", Scheme(self.scheme))
+        except ValueError:
+            raise ConfigError(f"unknown partition scheme {self.scheme!r}") from None
+        _check_int("partition a", self.a, 1, 255)
+        _check_int("partition b", self.b, 1, 255)
+        if self.scheme in ONE_PARAMETER and self.b != 1:
+            raise ConfigError(f"partition {self.scheme.name.lower()} takes one parameter")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDescriptor:
+    """Everything a receiver needs to place any one datagram's payload in the latent."""
+
+    codec_id: int
+    image_h: int
+    image_w: int
+    latent: tuple[int, int, int]  # (C, h, w)
+    quant: QuantSpec
+    partition: PartitionSpec
+    interleave: bool
+    seed: int
+    datagram_size: int
+
+    def __post_init__(self) -> None:
+        _check_int("codec_id", self.codec_id, 0, 0xFFFF)
+        _check_int("image_h", self.image_h, 0, 0xFFFF)
+        _check_int("image_w", self.image_w, 0, 0xFFFF)
+        if len(self.latent) != 3:
+            raise ConfigError(f"latent shape {self.latent!r} is not (C, h, w)")
+        for name, dim in zip("Chw", self.latent, strict=True):
+            _check_int(f"latent {name}", dim, 1, 0xFFFF)
+        object.__setattr__(self, "latent", tuple(int(d) for d in self.latent))
+        elements = math.prod(self.latent)
+        _check_int("latent elements", elements, 1, MAX_LATENT_ELEMENTS)
+        _check_int("seed", self.seed, 0, 0xFFFFFFFF)
+        _check_int("datagram_size", self.datagram_size, HEADER_SIZE + 3, MAX_DATAGRAM)
+        if not isinstance(self.quant, QuantSpec) or not isinstance(self.partition, PartitionSpec):
+            raise ConfigError("descriptor needs a QuantSpec and a PartitionSpec")
+        object.__setattr__(self, "interleave", bool(self.interleave))
+        _check_int("datagram count", math.ceil(elements / self.per_datagram), 1, MAX_COUNT)
+
+    @property
+    def per_datagram(self) -> int:
+        """Latent elements one datagram carries: as many as fit its payload bytes."""
+        return (self.datagram_size - HEADER_SIZE) * 8 // self.quant.bits
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One parsed datagram: addressing fields, the frame descriptor and the packed payload."""
+
+    stream: int
+    seq: int
+    frame: int
+    index: int
+    count: int
+    descriptor: FrameDescriptor
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _check_int("stream", self.stream, 0, 0xFFFF)
+        _check_int("seq", self.seq, 0, 0xFFFFFFFF)
+        _check_int("frame", self.frame, 0, 0xFFFFFFFF)
+        _check_int("count", self.count, 1, MAX_COUNT)
+        _check_int("index", self.index, 0, self.count - 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _descriptor_bytes(desc: FrameDescriptor) -> bytes:
+    q, p = desc.quant, desc.partition
+    fields = (q.kind, q.bits, q.lo, q.hi, p.a, p.b, desc.seed, desc.datagram_size)
+    return _DESCRIPTOR.pack(desc.codec_id, desc.image_h, desc.image_w, *desc.latent, *fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _descriptor(raw: bytes, scheme: int, interleave: bool) -> FrameDescriptor:
+    """Build (once per distinct descriptor) the object for 30 raw bytes; raises ConfigError."""
+    codec, img_h, img_w, c, h, w, kind, bits, lo, hi, a, b, seed, size = _DESCRIPTOR.unpack(raw)
+    quant, partition = QuantSpec(kind, bits, lo, hi), PartitionSpec(scheme, a, b)
+    return FrameDescriptor(codec, img_h, img_w, (c, h, w), quant, partition, interleave, seed, size)
+
+
+def _crc(data: bytes | bytearray) -> int:
+    """CRC-32 of the datagram with its crc field read as zero (no copy of the payload)."""
+    view = memoryview(data)
+    crc = zlib.crc32(view[:_CRC_OFFSET])
+    crc = zlib.crc32(b"\0\0\0\0", crc)
+    return zlib.crc32(view[_HEADER.size :], crc)
+
+
+def encode(dg: Datagram) -> bytes:
+    """Serialise a datagram; WireError("oversized") if it exceeds its descriptor's size."""
+    desc = dg.descriptor
+    size = HEADER_SIZE + len(dg.payload)
+    if size > desc.datagram_size:
+        raise WireError("oversized", f"{size} bytes > datagram_size {desc.datagram_size}")
+    flags = FLAG_INTERLEAVED if desc.interleave else 0
+    buf = bytearray(size)
+    addressing = (dg.stream, dg.index, dg.count, dg.seq, dg.frame, 0)
+    _HEADER.pack_into(buf, 0, MAGIC, VERSION, flags, desc.partition.scheme, *addressing)
+    buf[_HEADER.size : HEADER_SIZE] = _descriptor_bytes(desc)
+    buf[HEADER_SIZE:] = dg.payload
+    struct.pack_into(">I", buf, _CRC_OFFSET, _crc(buf))
+    return bytes(buf)
+
+
+def parse(data: bytes) -> Datagram:
+    """Validate and decode one datagram; raises only WireError, whatever the bytes."""
+    n = len(data)
+    if n < HEADER_SIZE:
+        raise WireError("truncated", f"{n} bytes < header {HEADER_SIZE}")
+    if n > MAX_DATAGRAM:
+        raise WireError("oversized", f"{n} bytes > {MAX_DATAGRAM}")
+    magic, version, flags, scheme, stream, index, count, seq, frame, crc = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise WireError("bad_magic", f"0x{magic:02x}")
+    if version != VERSION:
+        raise WireError("bad_version", str(version))
+    if crc != _crc(data):
+        raise WireError("checksum")
+    if flags & ~FLAG_INTERLEAVED:
+        raise WireError("bad_flags", f"0x{flags:02x}")
+    try:
+        desc = _descriptor(bytes(data[_HEADER.size : HEADER_SIZE]), scheme, bool(flags))
+        if n > desc.datagram_size:
+            raise WireError("oversized", f"{n} bytes > datagram_size {desc.datagram_size}")
+        return Datagram(stream, seq, frame, index, count, desc, bytes(data[HEADER_SIZE:]))
+    except ConfigError as exc:
+        raise WireError("bad_field", str(exc)) from None
