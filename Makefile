@@ -1,0 +1,40 @@
+# Two commands set up a fresh machine: `make demo` (end-to-end demo on loopback) and `make test`.
+# Both create .venv and install what they need. torch goes in first, pinned to the CPU build
+# these machines carry, so the range in pyproject.toml is already met and no CUDA build is pulled.
+VENV ?= .venv
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint train-data train bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/semnet demo
+
+test: setup
+	$(BIN)/ruff check semnet tests benchmarks scripts
+	$(BIN)/pytest -m "not gpu" -q
+
+lint: setup
+	$(BIN)/ruff check semnet tests benchmarks scripts
+	$(BIN)/ruff format --check semnet tests benchmarks scripts
+
+train-data: setup
+	$(BIN)/python scripts/install_training_photos.py
+
+train: train-data
+	$(BIN)/semnet train --config configs/models/cnn-c64.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/frame_time.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

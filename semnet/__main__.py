@@ -1,0 +1,3 @@
+from semnet.cli.main import main
+
+main()

@@ -1,0 +1,64 @@
+"""`semnet sender|proxy|receiver --config FILE`: run one daemon until Ctrl-C."""
+
+import click
+
+from semnet.daemons.config import ProxyConfig, ReceiverConfig, SenderConfig, load_config
+from semnet.daemons.service import run
+
+config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="YAML config; flags override its keys",
+)
+
+
+@click.command()
+@config_option
+@click.option("--http", help="host:port for `semnet send` and /metrics")
+@click.option("--data-to", help="host:port the datagrams go to (the proxy)")
+@click.option("--receiver-http", help="host:port of the receiver's side channel")
+@click.option("--codec", help="zoo codec name")
+@click.option("--partition", help="channel | spatial | token | intra-token | patch[:AxB]")
+@click.option("--interleave/--no-interleave", default=None)
+@click.option("--seed", type=int)
+def sender(config: str | None, **flags) -> None:
+    """Encode images handed over by `semnet send` and send them as datagrams."""
+    from semnet.daemons import sender as daemon
+
+    cfg = load_config(SenderConfig, config, flags)
+    run(lambda stop: daemon.serve(cfg, stop))
+
+
+@click.command()
+@config_option
+@click.option("--listen", help="host:port to receive datagrams on")
+@click.option("--forward", help="host:port to forward datagrams to")
+@click.option("--http", help="host:port for run-time control and /metrics")
+@click.option("--impair", help='netem spec for the data direction, e.g. "loss random 10%"')
+@click.option("--reverse", help="netem spec for the reverse (feedback) direction")
+@click.option("--seed", type=int, help="one seed drives every random choice")
+def proxy(config: str | None, **flags) -> None:
+    """Forward datagrams through netem-style impairments."""
+    from semnet.daemons import proxy as daemon
+
+    cfg = load_config(ProxyConfig, config, flags)
+    run(lambda stop: daemon.serve(cfg, stop))
+
+
+@click.command()
+@config_option
+@click.option("--listen", help="host:port to receive datagrams on")
+@click.option("--http", help="host:port for the reference channel and /metrics")
+@click.option("--fill", help="zero | mean")
+@click.option("--output", help="folder for reconstructed images")
+@click.option("--deadline", type=float, help="seconds after a frame's first datagram")
+def receiver(config: str | None, **flags) -> None:
+    """Reassemble, fill, decode and score frames; export metrics."""
+    from semnet.daemons import receiver as daemon
+
+    cfg = load_config(ReceiverConfig, config, flags)
+    run(lambda stop: daemon.serve(cfg, stop))
+
+
+COMMANDS = (sender, proxy, receiver)

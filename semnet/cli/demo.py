@@ -1,0 +1,125 @@
+"""`semnet demo`: the bundled photos (or a folder) through a local testbed at several loss rates."""
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import click
+
+from semnet.errors import SemnetError
+
+DEFAULT_LOSSES = "0,0.05,0.1,0.2,0.3,0.4"
+DEMO_IMAGES = Path(__file__).resolve().parent.parent / "demo_images"
+
+
+def parse_losses(text: str) -> list[float]:
+    try:
+        losses = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SemnetError(f"--loss: {text!r} is not a comma-separated list of numbers") from None
+    if not losses or any(not 0.0 <= p <= 1.0 for p in losses):
+        raise SemnetError(f"--loss: {text!r}: each rate must be in 0..1")
+    return losses
+
+
+def mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+@click.command()
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    help="folder of images (default: the bundled demo photos)",
+)
+@click.option(
+    "--loss",
+    "losses",
+    default=DEFAULT_LOSSES,
+    show_default=True,
+    help="comma-separated random loss rates (0..1)",
+)
+@click.option("--codec", default="cnn-c64", show_default=True)
+@click.option("--fill", default="zero", show_default=True)
+@click.option("--partition", default="channel", show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    help="keep configs, logs and reconstructions here (default: a temporary folder)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def demo(images, losses, codec, fill, partition, seed, workdir, as_json) -> None:
+    """Send photos through sender -> proxy -> receiver processes on loopback, and tabulate
+    quality against loss."""
+    from semnet.images import image_files, load_image
+    from semnet.testbed import LocalTestbed
+
+    rates = parse_losses(losses)
+    files = image_files(images or DEMO_IMAGES)
+    pictures = [(f.name, load_image(f)) for f in files]
+    with tempfile.TemporaryDirectory() as tmp:
+        bed = LocalTestbed(
+            workdir or tmp,
+            seed=seed,
+            sender={"codec": codec, "partition": partition},
+            receiver={"fill": fill},
+        )
+        with bed:
+            rows, bpps = [], []
+            for p in rates:
+                bed.set_impairment(f"loss random {p * 100:g}%")
+                reports = [bed.send(image, name) for name, image in pictures]
+                failed = [r for r in reports if "error" in r]
+                if failed:
+                    raise SemnetError(f"{failed[0]['name']}: {failed[0]['error']}")
+                bpps += [r["bpp"] for r in reports]
+                rows.append(summarise(p, reports))
+                if not as_json:
+                    click.echo(f"loss {p:.0%}: done ({len(reports)} images)", err=True)
+    result = {
+        "codec": codec,
+        "fill": fill,
+        "partition": partition,
+        "images": [name for name, _ in pictures],
+        "bpp": mean(bpps),
+        "results": rows,
+    }
+    click.echo(json.dumps(result, indent=1) if as_json else table(result))
+
+
+def summarise(p: float, reports: list[dict]) -> dict:
+    return {
+        "loss": p,
+        "datagrams_sent": sum(r["datagrams_sent"] for r in reports),
+        "datagrams_received": sum(r["datagrams_received"] for r in reports),
+        "realised_loss": mean([r["loss_ratio"] for r in reports]),
+        "psnr_db": mean([r["psnr_db"] for r in reports]),
+        "ssim": mean([r["ssim"] for r in reports]),
+        "bpp": mean([r["bpp"] for r in reports]),
+    }
+
+
+def table(result: dict) -> str:
+    head = (
+        f"codec {result['codec']}, fill {result['fill']}, partition {result['partition']}, "
+        f"{len(result['images'])} images, {result['bpp']:.3f} bits per pixel on the wire"
+    )
+    lines = [
+        head,
+        "",
+        f"{'loss':>6} {'sent':>7} {'received':>9} {'realised':>9} "
+        f"{'PSNR dB':>8} {'SSIM':>7} {'bpp':>6}",
+    ]
+    for r in result["results"]:
+        lines.append(
+            f"{r['loss']:>6.0%} {r['datagrams_sent']:>7} {r['datagrams_received']:>9} "
+            f"{r['realised_loss']:>9.1%} {r['psnr_db']:>8.2f} {r['ssim']:>7.4f} "
+            f"{r['bpp']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+COMMANDS = (demo,)

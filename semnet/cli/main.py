@@ -1,0 +1,46 @@
+"""The `semnet` command: daemons, send, demo, train, zoo. Heavy imports happen inside commands,
+so `semnet proxy` never loads torch."""
+
+import logging
+import sys
+
+import click
+
+from semnet.errors import SemnetError
+
+
+class Group(click.Group):
+    """Turns SemnetErrors (user mistakes, dead peers) into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SemnetError as exc:
+            click.echo(f"semnet: error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.version_option(package_name="semnet")
+def cli(log_level: str) -> None:
+    """Semantic image communication over lossy packet networks: a testbed."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+def main() -> None:
+    from semnet.cli import daemons, demo, send, train
+
+    for module in (daemons, send, demo, train):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    cli(prog_name="semnet")

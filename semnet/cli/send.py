@@ -1,0 +1,53 @@
+"""`semnet send IMAGE... --sender HOST:PORT`: hand images to a running sender, print reports."""
+
+import json
+from pathlib import Path
+
+import click
+
+from semnet.errors import SemnetError
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--sender",
+    "sender",
+    default="127.0.0.1:7000",
+    show_default=True,
+    help="host:port of the sender's HTTP port",
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON list of reports")
+def send(images: tuple[str, ...], sender: str, as_json: bool) -> None:
+    """Send IMAGES through the testbed and print what the receiver reported."""
+    from semnet.client import send_image
+
+    reports = []
+    for path in images:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SemnetError(f"{path}: cannot read ({exc.strerror})") from None
+        report = send_image(sender, Path(path).name, data)
+        reports.append(report)
+        if not as_json:
+            click.echo(describe(report))
+    if as_json:
+        click.echo(json.dumps(reports, indent=1))
+
+
+def describe(r: dict) -> str:
+    if "error" in r:
+        return (
+            f"{r['name']}: frame {r['frame']}, {r['datagrams_sent']} datagrams sent; {r['error']}"
+        )
+    psnr = "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.2f} dB"
+    ssim = "-" if r.get("ssim") is None else f"{r['ssim']:.4f}"
+    return (
+        f"{r['name']}: frame {r['frame']}, datagrams {r['datagrams_received']}/"
+        f"{r['datagrams_sent']}, loss {r['loss_ratio']:.1%}, PSNR {psnr}, SSIM {ssim}, "
+        f"{r['bpp']:.3f} bpp, saved {r['saved']}"
+    )
+
+
+COMMANDS = (send,)

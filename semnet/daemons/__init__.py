@@ -1,0 +1,1 @@
+"""Daemons (asyncio): thin I/O shells around the pipeline — sender, proxy, receiver."""

@@ -1,0 +1,192 @@
+"""Sender daemon: load the codec once, take images from `semnet send`, encode, pace datagrams.
+
+Per image: encode and packetize on a worker thread; post the reference image (and one datagram,
+for its descriptor) to the receiver over HTTP, bypassing the proxy; send the datagrams over UDP
+at ``rate_mbps``; then fetch the receiver's report and return it to the client.
+"""
+
+import asyncio
+import io
+import logging
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import msgpack
+import numpy as np
+import torch
+from aiohttp import web
+from PIL import Image, UnidentifiedImageError
+from prometheus_client import CollectorRegistry
+
+from semnet.core.partition import parse_spec
+from semnet.daemons.config import SenderConfig
+from semnet.daemons.metrics import LiveCounters, Sample
+from semnet.daemons.net import parse_address, udp_socket
+from semnet.daemons.service import metrics_route, serve_http
+from semnet.models import zoo
+from semnet.pipeline.frames import FrameEncoder, PathSettings, SentFrame
+from semnet.pipeline.tensors import pick_device
+
+log = logging.getLogger("semnet.sender")
+
+
+class Sender:
+    def __init__(self, cfg: SenderConfig) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = pick_device(cfg.device)
+        entry = zoo.entry(cfg.codec)
+        self.codec_name = entry.name
+        path = PathSettings(
+            parse_spec(cfg.partition), cfg.interleave, cfg.datagram_size, cfg.quant, cfg.bits
+        )
+        self.encoder = FrameEncoder(
+            zoo.load(entry.name).to(device), entry.codec_id, path, cfg.stream, cfg.seed, device
+        )
+        self.sock = udp_socket(
+            family=socket.AF_INET6 if ":" in parse_address(cfg.data_to)[0] else socket.AF_INET
+        )
+        self.sock.connect(parse_address(cfg.data_to, "data_to"))
+        self.receiver = f"http://{cfg.receiver_http}"
+        self.lock = asyncio.Lock()  # one frame on the wire at a time: pacing stays honest
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        self.sent = self.bytes_sent = self.frames = self.send_errors = self.report_errors = 0
+        self.registry = CollectorRegistry()
+        self.registry.register(LiveCounters(self.samples))
+        self.session: aiohttp.ClientSession | None = None
+
+    async def post_send(self, request: web.Request) -> web.Response:
+        """POST /send, body msgpack {"name": str, "image": encoded image file bytes}."""
+        try:
+            msg = msgpack.unpackb(await request.read())
+            name = str(msg["name"])
+            with Image.open(io.BytesIO(msg["image"])) as im:
+                image = np.asarray(im.convert("RGB"))
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            msgpack.UnpackException,
+            UnidentifiedImageError,
+            OSError,
+        ) as exc:
+            raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
+        async with self.lock:
+            report = await self.send_frame(name, image)
+        return web.json_response(report)
+
+    async def send_frame(self, name: str, image: np.ndarray) -> dict:
+        loop = asyncio.get_running_loop()
+        sent: SentFrame = await loop.run_in_executor(self.worker, self.encoder.encode, image)
+        ref = {
+            "stream": self.cfg.stream,
+            "frame": sent.frame,
+            "name": name,
+            "height": image.shape[0],
+            "width": image.shape[1],
+            "image": image.tobytes(),
+            "first_datagram": sent.datagrams[0],
+            "count": len(sent.datagrams),
+        }
+        reference_ok = await self.post_reference(msgpack.packb(ref))
+        t0 = time.perf_counter()
+        await self.pace(sent.datagrams)
+        send_time = time.perf_counter() - t0
+        self.frames += 1
+        h, w = image.shape[:2]
+        report = {
+            "stream": self.cfg.stream,
+            "frame": sent.frame,
+            "name": name,
+            "codec": self.codec_name,
+            "datagrams_sent": len(sent.datagrams),
+            "bytes_sent": sent.bytes_sent,
+            "bpp": 8 * sent.bytes_sent / (h * w),
+        }
+        log.info(
+            "frame %d (%s): %d datagrams, %d bytes, %.3f bpp",
+            sent.frame,
+            name,
+            len(sent.datagrams),
+            sent.bytes_sent,
+            report["bpp"],
+        )
+        if reference_ok:
+            report.update(await self.fetch_report(sent.frame))
+            report["datagrams_sent"] = len(sent.datagrams)
+        report["timings"] = {**sent.timings, **report.get("timings", {}), "send": send_time}
+        return report
+
+    async def pace(self, datagrams: list[bytes]) -> None:
+        """Send at rate_mbps: sleep whenever the bytes sent run ahead of the clock."""
+        rate = self.cfg.rate_mbps * 1e6 / 8
+        start, sent_bytes = time.perf_counter(), 0
+        for data in datagrams:
+            ahead = sent_bytes / rate - (time.perf_counter() - start)
+            if ahead > 0.001:
+                await asyncio.sleep(ahead)
+            try:
+                self.sock.send(data)
+                self.sent += 1
+                self.bytes_sent += len(data)
+            except OSError as exc:  # e.g. nobody listening yet: counted, the frame goes on
+                self.send_errors += 1
+                log.warning("send failed: %s", exc)
+            sent_bytes += len(data)
+
+    async def post_reference(self, body: bytes) -> bool:
+        try:
+            async with self.session.post(f"{self.receiver}/reference", data=body) as r:
+                r.raise_for_status()
+                return True
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.report_errors += 1
+            log.warning("receiver %s unreachable for the reference: %s", self.receiver, exc)
+            return False
+
+    async def fetch_report(self, frame: int) -> dict:
+        url = f"{self.receiver}/report/{self.cfg.stream}/{frame}"
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.cfg.report_timeout)
+            async with self.session.get(url, timeout=timeout) as r:
+                r.raise_for_status()
+                return await r.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.report_errors += 1
+            log.warning("no report for frame %d: %s", frame, exc)
+            return {"error": f"receiver did not report: {exc or type(exc).__name__}"}
+
+    def samples(self):
+        yield Sample("datagrams_sent_total", "Datagrams sent", self.sent)
+        yield Sample("sender_bytes_sent_total", "Datagram bytes sent", self.bytes_sent)
+        yield Sample("sender_frames_sent_total", "Frames sent", self.frames)
+        yield Sample("sender_send_errors_total", "Datagrams the socket refused", self.send_errors)
+        yield Sample(
+            "sender_report_errors_total", "Frames the receiver did not report", self.report_errors
+        )
+
+
+async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
+    tx = Sender(cfg)
+    tx.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    app = web.Application(client_max_size=256 * 2**20)
+    app.add_routes([metrics_route(tx.registry), web.post("/send", tx.post_send)])
+    runner = await serve_http(app, *parse_address(cfg.http, "http"))
+    log.info(
+        "sender: codec %s, http on %s, datagrams to %s, side channel %s",
+        tx.codec_name,
+        cfg.http,
+        cfg.data_to,
+        cfg.receiver_http,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await tx.session.close()
+        tx.sock.close()
+        tx.worker.shutdown(wait=True, cancel_futures=True)
+        log.info("sender stopped: %d frames, %d datagrams", tx.frames, tx.sent)

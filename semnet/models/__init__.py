@@ -1,0 +1,1 @@
+"""Models layer (torch): codecs behind one interface, fills, metrics, registry and zoo."""

@@ -1,0 +1,56 @@
+"""The one codec interface every architecture implements.
+
+A codec maps an image batch (N, 3, H, W) in [0, 1] to a latent (N, C, h, w) inside the
+quantizer range and back. Training adds quantization noise and unit erasures between the
+two halves; at run time the pipeline quantizes, packetizes, fills and decodes.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class QuantDefaults:
+    """How the codec's latent is quantized on the wire unless a config says otherwise."""
+
+    kind: str  # "round" | "uniform" | "asymmetric" (see semnet.core.quant)
+    bits: int
+    lo: float
+    hi: float
+
+
+class Codec(nn.Module):
+    """Base class: subclasses define ``encoder``, ``decoder``, ``latent_channels``, ``stride``."""
+
+    stride: int
+    latent_channels: int
+    quant: QuantDefaults
+
+    def __init__(self, latent_channels: int) -> None:
+        super().__init__()
+        self.latent_channels = latent_channels
+        # Per-channel mean of the latent over the training data: the "mean" fill uses it, so it
+        # works even when a whole channel is lost. Set by training, saved in checkpoints.
+        self.register_buffer("channel_mean", torch.zeros(latent_channels))
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        s = self.stride
+        return (self.latent_channels, -(-height // s), -(-width // s))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Reflect-pad to a multiple of the stride; ``decode`` output is cropped back later."""
+        s = self.stride
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.pad(x))
+
+    def decode(self, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return self.decoder(y)[..., :height, :width].clamp(0.0, 1.0)

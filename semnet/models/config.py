@@ -1,0 +1,42 @@
+"""Model configs (configs/models/*.yaml): architecture, its parameters and how to train it."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semnet.config import check, load, read_yaml
+
+positive = check(lambda v: v > 0, "must be > 0")
+probability = check(lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = field(default=8000, metadata=positive)
+    batch: int = field(default=8, metadata=positive)
+    crop: int = field(
+        default=128,
+        metadata=check(lambda v: v >= 32 and v % 16 == 0, "must be a multiple of 16, >= 32"),
+    )
+    lr: float = field(default=3e-4, metadata=positive)
+    seed: int = 1
+    # Erasure training: this fraction of each batch loses each latent channel with a
+    # probability drawn uniformly from [0, erasure_max], so the codec degrades gracefully.
+    erasure_fraction: float = field(default=0.5, metadata=probability)
+    erasure_max: float = field(default=0.5, metadata=probability)
+    # Photos are pre-scaled so the shorter side is one of these lengths (pixels).
+    scales: tuple[int, ...] = (512, 768, 1024)
+    checkpoint_every: int = field(default=250, metadata=positive)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    codec_id: int = field(metadata=check(lambda v: 0 < v < 65536, "must be in 1..65535"))
+    architecture: str
+    params: dict[str, Any] = field(default_factory=dict)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    return load(ModelConfig, read_yaml(path))

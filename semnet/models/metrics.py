@@ -1,0 +1,37 @@
+"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]; the receiver and sweeps share them."""
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """PSNR in dB with MAX = 1 (same as 255 on 8-bit images); capped at 100 dB when identical."""
+    mse = F.mse_loss(x.float(), ref.float()).item()
+    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float32) - size // 2) ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, per channel."""
+    x, ref = x.float(), ref.float()
+    c = x.shape[1]
+    g = _gaussian()
+    win = (g[:, None] * g[None, :]).expand(c, 1, -1, -1).contiguous()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, win, groups=c)
+
+    mu_x, mu_y = blur(x), blur(ref)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(ref * ref) - mu_y**2
+    sxy = blur(x * ref) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
+    return (num / den).mean().item()

@@ -1,0 +1,128 @@
+"""Training: random crops of the training photos, quantization noise, unit erasures, MSE.
+
+Resumable (state in ``runs/<name>/state.pt`` every ``checkpoint_every`` steps), seeded, with a
+progress bar. At the end the weights are exported to the zoo (see ``semnet.models.zoo``).
+"""
+
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from semnet.errors import SemnetError
+from semnet.models.codec import Codec
+from semnet.models.config import ModelConfig, TrainSettings
+from semnet.models.registry import build
+
+DATA_MANIFEST = Path(__file__).resolve().parents[2] / "data" / "training_photos.json"
+
+
+def data_manifest_hash(path: Path = DATA_MANIFEST) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class CropSampler:
+    """Random crops from photos held in memory at a few scales, drawn from a seeded generator."""
+
+    def __init__(self, files: list[str], scales: tuple[int, ...], crop: int, seed: int) -> None:
+        self.crop = crop
+        self.rng = random.Random(seed)
+        self.images: list[torch.Tensor] = []
+        for f in files:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                for s in scales:
+                    k = s / min(im.size)
+                    size = (max(crop, round(im.width * k)), max(crop, round(im.height * k)))
+                    scaled = np.asarray(im.resize(size, Image.Resampling.LANCZOS))
+                    self.images.append(torch.from_numpy(scaled.copy()).permute(2, 0, 1))
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            img = self.rng.choice(self.images)
+            y = self.rng.randrange(img.shape[1] - self.crop + 1)
+            x = self.rng.randrange(img.shape[2] - self.crop + 1)
+            patch = img[:, y : y + self.crop, x : x + self.crop]
+            if self.rng.random() < 0.5:
+                patch = patch.flip(2)
+            out.append(patch)
+        return torch.stack(out).float().div_(255.0)
+
+
+def channel_erasure(y: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> torch.Tensor:
+    """Zero whole channels of part of the batch, as channel-wise packets lost in the network do."""
+    n, c = y.shape[:2]
+    p = torch.rand(n, 1, generator=gen) * s.erasure_max
+    p = p * (torch.rand(n, 1, generator=gen) < s.erasure_fraction)
+    keep = (torch.rand(n, c, generator=gen) >= p).to(y.dtype)
+    return y * keep[:, :, None, None]
+
+
+def train_step(model: Codec, x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> tuple:
+    y = model.encode(x)
+    q = model.quant
+    step = (q.hi - q.lo) / (2**q.bits - 1)
+    noisy = y + (torch.rand(y.shape, generator=gen) - 0.5) * step
+    x_hat = model.decoder(channel_erasure(noisy, s, gen))
+    return F.mse_loss(x_hat, x), y.detach()
+
+
+def lr_at(step: int, s: TrainSettings) -> float:
+    """Cosine decay from lr to lr/30 over the run (a function of the step, so resume is exact)."""
+    return s.lr * (1 / 30 + (1 - 1 / 30) * 0.5 * (1 + math.cos(math.pi * step / s.steps)))
+
+
+def train(
+    cfg: ModelConfig, run_dir: Path, steps: int | None = None, progress: bool = True
+) -> Codec:
+    s = cfg.train
+    total = steps if steps is not None else s.steps
+    torch.manual_seed(s.seed)
+    model = build(cfg.architecture, cfg.params)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    gen = torch.Generator().manual_seed(s.seed)
+    state_path = run_dir / "state.pt"
+    start, mean = 0, torch.zeros(model.latent_channels)
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        start, mean = state["step"], state["mean"]
+    if not DATA_MANIFEST.exists():
+        raise SemnetError(f"{DATA_MANIFEST} missing: run scripts/install_training_photos.py")
+    files = [e["file"] for e in json.loads(DATA_MANIFEST.read_text())]
+    sampler = CropSampler(files, s.scales, s.crop, seed=s.seed + start)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
+    avg = None
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, s)
+        loss, y = train_step(model, sampler.batch(s.batch), s, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        mean = 0.99 * mean + 0.01 * y.mean(dim=(0, 2, 3)) if step else y.mean(dim=(0, 2, 3))
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        bar.set_postfix(psnr=f"{-10 * math.log10(max(avg, 1e-10)):.2f}")
+        if (step + 1) % s.checkpoint_every == 0 or step + 1 == total:
+            state = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "gen": gen.get_state(),
+                "step": step + 1,
+                "mean": mean,
+            }
+            torch.save(state, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+    model.channel_mean.copy_(mean)
+    return model.eval()

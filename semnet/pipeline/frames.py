@@ -1,0 +1,176 @@
+"""One frame through the codec and the packet layer, sender side and receiver side."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from semnet.core import packetize, quant
+from semnet.core.partition import parse_spec, spec_name
+from semnet.core.reassembly import AssembledFrame
+from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, QuantKind
+from semnet.models.codec import Codec
+from semnet.models.fill import Fill
+from semnet.models.metrics import psnr, ssim
+from semnet.pipeline.tensors import to_image, to_tensor
+
+U32 = 2**32
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """How frames are cut for the network: partition, interleaving, datagram size, quantizer."""
+
+    partition: PartitionSpec = field(default_factory=lambda: parse_spec("channel"))
+    interleave: bool = True
+    datagram_size: int = 1200
+    quant_kind: str | None = None  # None: the codec's default ("round", "uniform", "asymmetric")
+    bits: int | None = None
+
+    @property
+    def partition_name(self) -> str:
+        return spec_name(self.partition)
+
+
+def frame_seed(seed: int, frame: int) -> int:
+    """Interleaving seed of one frame: reproducible from (seed, frame), different per frame."""
+    return (seed * 0x9E3779B1 + frame * 0x85EBCA6B + 1) % U32
+
+
+@dataclass
+class SentFrame:
+    frame: int
+    descriptor: FrameDescriptor
+    datagrams: list[bytes]
+    first_seq: int
+    timings: dict[str, float]
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(len(d) for d in self.datagrams)
+
+
+class FrameEncoder:
+    """Sender side: image -> latent -> quantized -> datagrams, numbering frames and sequences."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        codec_id: int,
+        path: PathSettings,
+        stream: int = 1,
+        seed: int = 0,
+        device: torch.device | None = None,
+    ) -> None:
+        self.codec, self.codec_id, self.path = codec, codec_id, path
+        self.stream, self.seed = stream, seed
+        self.device = device or torch.device("cpu")
+        self.next_frame, self.next_seq = 0, 0
+
+    def encode(self, image: np.ndarray) -> SentFrame:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            y = self.codec.encode(to_tensor(image, self.device))[0].float().cpu().numpy()
+        t1 = time.perf_counter()
+        defaults = self.codec.quant
+        kind = QuantKind[(self.path.quant_kind or defaults.kind).upper()]
+        bits = self.path.bits or defaults.bits
+        fixed = kind is QuantKind.UNIFORM
+        spec = quant.fit(
+            kind,
+            bits,
+            y=None if fixed else y,
+            lo=defaults.lo if fixed else None,
+            hi=defaults.hi if fixed else None,
+        )
+        frame = self.next_frame
+        desc = FrameDescriptor(
+            codec_id=self.codec_id,
+            image_h=image.shape[0],
+            image_w=image.shape[1],
+            latent=y.shape,
+            quant=spec,
+            partition=self.path.partition,
+            interleave=self.path.interleave,
+            seed=frame_seed(self.seed, frame),
+            datagram_size=self.path.datagram_size,
+        )
+        datagrams = packetize.packetize(
+            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq
+        )
+        t2 = time.perf_counter()
+        sent = SentFrame(
+            frame, desc, datagrams, self.next_seq, {"encode": t1 - t0, "packetize": t2 - t1}
+        )
+        self.next_frame = (frame + 1) % U32
+        self.next_seq = (self.next_seq + len(datagrams)) % U32
+        return sent
+
+
+@dataclass
+class DecodedFrame:
+    stream: int
+    frame: int
+    image: np.ndarray
+    received: int
+    count: int
+    timings: dict[str, float]
+
+    @property
+    def loss_ratio(self) -> float:
+        return 1.0 - self.received / self.count
+
+
+class FrameDecoder:
+    """Receiver side: assembled datagrams -> latent + mask -> fill -> decode -> image."""
+
+    def __init__(
+        self, codec_for: Callable[[int], Codec], fill: Fill, device: torch.device | None = None
+    ) -> None:
+        self.codec_for, self.fill = codec_for, fill
+        self.device = device or torch.device("cpu")
+
+    def decode(self, frame: AssembledFrame) -> DecodedFrame:
+        desc = frame.descriptor
+        codec = self.codec_for(desc.codec_id)
+        t0 = time.perf_counter()
+        q, mask = packetize.depacketize(frame.datagrams.values(), desc)
+        y = torch.from_numpy(quant.dequantize(desc.quant, q))[None].to(self.device)
+        received = torch.from_numpy(mask)[None].to(self.device)
+        with torch.inference_mode():
+            filled = self.fill(y, received, codec)
+            t1 = time.perf_counter()
+            x = codec.decode(filled, desc.image_h, desc.image_w)
+        image = to_image(x)
+        t2 = time.perf_counter()
+        return DecodedFrame(
+            frame.stream,
+            frame.frame,
+            image,
+            frame.received,
+            frame.count,
+            {"depacketize_fill": t1 - t0, "decode": t2 - t1},
+        )
+
+
+def lost_frame(dg: Datagram) -> AssembledFrame:
+    """A frame none of whose datagrams arrived, known from one of them (the receiver gets it on
+    the reference channel): it is decoded from fill alone."""
+    return AssembledFrame(
+        dg.stream,
+        dg.frame,
+        dg.descriptor,
+        {},
+        dg.count,
+        complete=False,
+        first_arrival=0.0,
+        last_arrival=0.0,
+    )
+
+
+def score(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """PSNR (dB) and SSIM of a reconstruction against its reference, both uint8 H x W x 3."""
+    a, b = to_tensor(image, torch.device("cpu")), to_tensor(reference, torch.device("cpu"))
+    return {"psnr_db": psnr(a, b), "ssim": ssim(a, b)}

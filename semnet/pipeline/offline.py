@@ -1,0 +1,71 @@
+"""The whole chain in one process: the impairment model applied to the datagram list in memory.
+
+Same encoder, impairment, reassembler and decoder as the daemons, no sockets; datagrams leave at
+a fixed pacing interval and reach the reassembler in release order. Same seed, same result, bit
+for bit — which is what makes paired sweeps possible.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from semnet.core.impair import Impairment
+from semnet.core.reassembly import Reassembler
+from semnet.core.wire import parse
+from semnet.pipeline.frames import FrameDecoder, FrameEncoder, SentFrame, lost_frame, score
+
+
+@dataclass
+class FrameResult:
+    frame: int
+    datagrams_sent: int
+    datagrams_received: int
+    bytes_sent: int
+    bpp: float
+    loss_ratio: float
+    psnr_db: float
+    ssim: float
+    image: np.ndarray
+    timings: dict[str, float]
+
+
+def deliver(sent: SentFrame, impairment: Impairment, start: float, interval: float) -> list:
+    """Datagrams as the receiver would see them: (arrival time, bytes), in arrival order."""
+    arrivals = []
+    for i, data in enumerate(sent.datagrams):
+        for e in impairment.process(data, start + i * interval):
+            arrivals.append((e.release_at, len(arrivals), e.data))
+    arrivals.sort()
+    return [(t, data) for t, _, data in arrivals]
+
+
+def transmit(
+    image: np.ndarray,
+    encoder: FrameEncoder,
+    decoder: FrameDecoder,
+    impairment: Impairment,
+    start: float = 0.0,
+    interval: float = 1e-4,
+) -> FrameResult:
+    """Send one image through encoder -> impairment -> reassembler -> decoder and score it."""
+    sent = encoder.encode(image)
+    reassembler = Reassembler(deadline=float("inf"))
+    frames = []
+    for t, data in deliver(sent, impairment, start, interval):
+        frames += reassembler.ingest(data, t)
+    frames += reassembler.flush()
+    h, w = image.shape[:2]
+    ours = [f for f in frames if f.frame == sent.frame] or [lost_frame(parse(sent.datagrams[0]))]
+    decoded = decoder.decode(ours[0])
+    quality = score(decoded.image, image)
+    return FrameResult(
+        frame=sent.frame,
+        datagrams_sent=len(sent.datagrams),
+        datagrams_received=decoded.received,
+        bytes_sent=sent.bytes_sent,
+        bpp=8 * sent.bytes_sent / (h * w),
+        loss_ratio=decoded.loss_ratio,
+        image=decoded.image,
+        timings={**sent.timings, **decoded.timings},
+        **quality,
+    )

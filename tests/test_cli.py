@@ -1,0 +1,72 @@
+"""The command line: user mistakes and dead peers give one line and a non-zero exit, never a
+traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def semnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "semnet", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("bogus_key: 1\n", "bogus_key: unknown key"),
+        ("deadline: -1\n", "deadline: -1.0 must be > 0"),
+        ("max_frames: many\n", "max_frames: must be int"),
+        ("listen: nowhere\n", "listen: 'nowhere' is not host:port"),
+        ("fill: [zero\n", "invalid YAML"),
+        ("- a list\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_receiver_config_names_the_key(tmp_path, config, expected):
+    path = tmp_path / "receiver.yaml"
+    path.write_text(config)
+    result = semnet("receiver", "--config", str(path))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path):
+    result = semnet("proxy", "--config", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_send_to_dead_sender_is_reported(tmp_path):
+    from semnet.testbed import free_ports
+
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    (port,) = free_ports(1)
+    result = semnet("send", str(image), "--sender", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_send_unreadable_image(tmp_path):
+    result = semnet("send", str(tmp_path / "nothing.png"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+
+
+def test_demo_rejects_bad_loss_list():
+    result = semnet("demo", "--loss", "0,abc")
+    assert result.returncode == 2
+    assert "--loss" in result.stderr
+
+
+def test_zoo_list_json_has_names():
+    result = semnet("zoo", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert any(e["name"] == "cnn-c64" for e in entries)
