@@ -1,6 +1,7 @@
 """`semnet send IMAGE... --sender HOST:PORT`: hand images to a running sender, print reports."""
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -18,22 +19,43 @@ from semnet.errors import SemnetError
     help="host:port of the sender's HTTP port",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON list of reports")
-def send(images: tuple[str, ...], sender: str, as_json: bool) -> None:
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    help="repeat forever, this many seconds "
+    "apart (a feeder that keeps dashboards filled); Ctrl-C stops",
+)
+def send(images: tuple[str, ...], sender: str, as_json: bool, every: float | None) -> None:
     """Send IMAGES through the testbed and print what the receiver reported."""
     from semnet.client import send_image
 
-    reports = []
+    files = []
     for path in images:
         try:
-            data = Path(path).read_bytes()
+            files.append((Path(path).name, Path(path).read_bytes()))
         except OSError as exc:
             raise SemnetError(f"{path}: cannot read ({exc.strerror})") from None
-        report = send_image(sender, Path(path).name, data)
-        reports.append(report)
-        if not as_json:
-            click.echo(describe(report))
-    if as_json:
-        click.echo(json.dumps(reports, indent=1))
+    while True:
+        reports = []
+        for name, data in files:
+            try:
+                report = send_image(sender, name, data)
+            except SemnetError as exc:
+                if every is None:
+                    raise
+                click.echo(f"semnet: {exc} (retrying)", err=True)  # a feeder outlives restarts
+                continue
+            reports.append(report)
+            if not as_json:
+                click.echo(describe(report))
+        if as_json:
+            click.echo(json.dumps(reports, indent=1))
+        if every is None:
+            return
+        try:
+            time.sleep(every)
+        except KeyboardInterrupt:
+            return
 
 
 def describe(r: dict) -> str:
