@@ -70,3 +70,24 @@ def test_zoo_list_json_has_names():
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
     assert any(e["name"] == "cnn-c64" for e in entries)
+
+
+@pytest.mark.slow
+def test_demo_json_on_a_folder(tmp_path):
+    from skimage import data
+
+    from semnet.images import save_png
+
+    save_png(data.coffee()[:128, :192], tmp_path / "coffee.png")
+    save_png(data.chelsea()[:128, :160], tmp_path / "cat.png")
+    result = semnet("demo", "--images", str(tmp_path), "--loss", "0,0.3", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["codec"] == "cnn-c64" and 0 < out["bpp"] < 1.5
+    assert [r["loss"] for r in out["results"]] == [0.0, 0.3]
+    lossless, lossy = out["results"]
+    for r in out["results"]:
+        assert {"datagrams_sent", "datagrams_received", "psnr_db", "ssim"} <= set(r)
+        assert r["datagrams_sent"] > 0
+    assert lossless["datagrams_received"] == lossless["datagrams_sent"]
+    assert lossy["datagrams_received"] <= lossy["datagrams_sent"]

@@ -38,9 +38,9 @@ def cli(log_level: str) -> None:
 
 
 def main() -> None:
-    from semnet.cli import daemons, demo, send, train
+    from semnet.cli import ctl, daemons, demo, send, train
 
-    for module in (daemons, send, demo, train):
+    for module in (daemons, send, demo, train, ctl):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="semnet")
