@@ -37,9 +37,26 @@ def sender(config: str | None, **flags) -> None:
 @click.option("--http", help="host:port for run-time control and /metrics")
 @click.option("--impair", help='netem spec for the data direction, e.g. "loss random 10%"')
 @click.option("--reverse", help="netem spec for the reverse (feedback) direction")
-@click.option("--seed", type=int, help="one seed drives every random choice")
+@click.option(
+    "--seed", type=int, help="one seed drives every random choice (a spec's `seed N` wins)"
+)
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    help="write each forward datagram's fate to this trace file",
+)
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    help="forward direction: apply this fate or 0/1 trace instead of --impair",
+)
 def proxy(config: str | None, **flags) -> None:
-    """Forward datagrams through netem-style impairments."""
+    """Forward datagrams through netem-style impairments.
+
+    Datagrams from any peer go through the forward impairment to --forward; datagrams coming
+    back from --forward go through the reverse one to the last peer. --record and --replay
+    apply to the forward (data) direction only. Change it while running: `semnet ctl proxy`.
+    """
     from semnet.daemons import proxy as daemon
 
     cfg = load_config(ProxyConfig, config, flags)

@@ -38,9 +38,15 @@ def cli(log_level: str) -> None:
 
 
 def main() -> None:
-    from semnet.cli import ctl, daemons, demo, send, train
+    """Every module in semnet.cli that defines COMMANDS contributes them, so a new command needs
+    no edit here."""
+    import importlib
+    import pkgutil
 
-    for module in (daemons, send, demo, train, ctl):
-        for command in module.COMMANDS:
+    import semnet.cli
+
+    for info in sorted(pkgutil.iter_modules(semnet.cli.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"semnet.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
             cli.add_command(command)
     cli(prog_name="semnet")

@@ -1,6 +1,7 @@
 """Daemon configs (configs/*.yaml). A CLI flag overrides the file; every key is validated."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from semnet.config import check, load, read_yaml
@@ -49,6 +50,17 @@ class ProxyConfig:
     impair: str | dict[str, Any] = ""  # netem spec for the forward (data) direction
     reverse: str | dict[str, Any] = ""  # netem spec for the reverse (feedback) direction
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
+    record: str | None = None  # write the forward direction's fates to this trace file
+    replay: str | None = None  # forward fates from this trace instead of `impair`
+
+    def __post_init__(self) -> None:
+        # recording over the trace being replayed would destroy it
+        if (
+            self.record
+            and self.replay
+            and Path(self.record).resolve() == Path(self.replay).resolve()
+        ):
+            raise ConfigError(f"record: {self.record!r} is the file being replayed")
 
 
 @dataclass(frozen=True)

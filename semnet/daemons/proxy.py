@@ -3,20 +3,45 @@
 Datagrams from any peer but ``forward`` go through the forward (data) impairment to
 ``forward``; datagrams from ``forward`` go through the reverse (feedback) impairment back to
 the last peer. Each datagram's fate is decided on arrival by the pure-core model; delayed ones
-wait in one timer heap. The impairment can be shown and changed while running over HTTP.
+wait in one timer heap. The forward direction can record its fates to a trace or replay one.
+The impairment can be shown and changed while running over HTTP.
+
+Hot-path tallies (loss bursts, added delay) are plain ints read by the collector at scrape
+time, as the core's counters are: no Prometheus call per datagram.
 """
 
 import asyncio
+import contextlib
+import dataclasses
 import heapq
 import itertools
+import json
 import logging
-import time
-from dataclasses import dataclass
+import socket
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from time import monotonic
+from typing import TextIO
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
-from semnet.core.impair import Impairment, format_spec, parse_spec, spec_from_mapping
+from semnet.core.impair import (
+    Emission,
+    Fate,
+    FateRecorder,
+    Impairment,
+    ImpairSpec,
+    ReplayImpairment,
+    format_spec,
+    load_trace,
+    parse_spec,
+    spec_from_mapping,
+)
 from semnet.daemons.config import ProxyConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import drain, format_address, parse_address, udp_socket
@@ -25,53 +50,179 @@ from semnet.errors import ConfigError
 
 log = logging.getLogger("semnet.proxy")
 DIRECTIONS = ("forward", "reverse")
+REVERSE_SEED_MASK = 0x5EED  # the reverse stream differs from the forward one, same config seed
+# Upper edges: loss burst lengths (datagrams) and added delay (seconds; netem delays 0..2 s).
+BURST_EDGES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
+DELAY_EDGES = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+Model = Impairment | ReplayImpairment
 
 
-def spec_of(value):
-    """A netem string or a YAML mapping -> ImpairSpec."""
-    return spec_from_mapping(value) if isinstance(value, dict) else parse_spec(value)
+def spec_of(value: str | dict, key: str) -> ImpairSpec:
+    """A netem string or a YAML mapping -> ImpairSpec; errors name ``key`` and the bad token."""
+    try:
+        return spec_from_mapping(value) if isinstance(value, dict) else parse_spec(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
-@dataclass
+def fresh(spec: ImpairSpec, seed: int) -> Impairment:
+    """A new model; the spec's own ``seed N`` wins over the configured seed."""
+    return Impairment(spec, seed if spec.seed is None else spec.seed)
+
+
+@dataclass(eq=False)
 class Direction:
-    name: str
-    impairment: Impairment
+    """One direction's model and hot-path tallies.
+
+    ``delays[i]`` counts delayed copies per DELAY_EDGES bucket (+Inf last); copies sent at once
+    are ``emitted - sum(delays)``, so the undelayed path adds no work. ``bursts`` counts ended
+    runs of consecutive ``drop:loss`` per BURST_EDGES bucket.
+    """
+
+    seed: int  # for specs without their own seed
+    configured: Callable[[], Model]  # what reset restores, from its start
+    replay: str | None = None
+    recorder: FateRecorder | None = None
     changes: int = 0
+    model: Model = field(init=False)
+    loss_seen: int = 0  # drop:loss count at the last drop: tells loss from limit drops
+    run: int = 0  # the loss burst in progress
+    bursts: list[int] = field(default_factory=lambda: [0] * (len(BURST_EDGES) + 1))
+    burst_sum: int = 0
+    delays: list[int] = field(default_factory=lambda: [0] * (len(DELAY_EDGES) + 1))
+    delay_sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.model = self.configured()
+
+    def swap(self, model: Model) -> None:
+        """Replace the model; counters carry over so the exported totals never go back."""
+        model.counters = self.model.counters
+        self.model = model
+
+    def set(self, spec: ImpairSpec) -> None:
+        """Like ``tc qdisc change``; a spec with ``seed N`` starts a fresh model from it."""
+        if spec.seed is None and isinstance(self.model, Impairment):
+            self.model.set_spec(spec)
+        else:
+            self.swap(fresh(spec, self.seed))
+        self.changes += 1
+
+    def reset(self) -> None:
+        """Back to the configured model as at start (same seed: the same fates again)."""
+        self.swap(self.configured())
+        self.changes += 1
+
+    def dropped(self) -> None:
+        n = self.model.counters.dropped_by_reason["loss"]
+        if n != self.loss_seen:
+            self.loss_seen = n
+            self.run += 1
+        elif self.run:  # a limit drop ends a run of loss drops
+            self.end_burst()
+
+    def end_burst(self) -> None:
+        run, self.run = self.run, 0
+        self.bursts[bisect_left(BURST_EDGES, run)] += 1
+        self.burst_sum += run
+
+    def record(self) -> None:
+        fate = self.model.last_fate
+        ordinal = self.model.counters.received - 1  # a swapped-in model numbers from 0 again
+        if fate.ordinal != ordinal:
+            fate = dataclasses.replace(fate, ordinal=ordinal)
+        self.recorder.record(fate)
+
+    def show(self) -> dict:
+        replaying = isinstance(self.model, ReplayImpairment)
+        return {
+            "spec": None if replaying else format_spec(self.model.spec),
+            "replay": self.replay if replaying else None,
+            "changes": self.changes,
+        }
+
+
+def specs_from_body(text: str) -> dict[str, ImpairSpec]:
+    """A PUT /impairment body -> {direction: spec}; every spec is checked before any applies."""
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"body is not JSON ({exc})") from None
+    if not isinstance(body, dict) or not body or set(body) - set(DIRECTIONS):
+        raise ConfigError(f"body must map some of {DIRECTIONS} to specs")
+    for name, value in body.items():
+        if not isinstance(value, str | dict):
+            raise ConfigError(f"{name}: expected a netem string or a mapping")
+    return {name: spec_of(value, name) for name, value in body.items()}
+
+
+def resolve(text: str, key: str, listen: str) -> tuple[str, int]:
+    """host:port -> the numeric address recvfrom reports, so replies are recognised; in the
+    listening socket's family (the one udp_socket picks)."""
+    host, port = parse_address(text, key)
+    family = socket.AF_INET6 if ":" in parse_address(listen)[0] else socket.AF_INET
+    try:
+        return socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4][:2]
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot resolve {host!r} ({exc})") from None
 
 
 class Proxy:
+    """The two directions, the timer heap for delayed copies, and the HTTP handlers."""
+
     def __init__(self, cfg: ProxyConfig) -> None:
         self.cfg = cfg
-        self.forward_addr = parse_address(cfg.forward, "forward")
-        self.dirs = {
-            "forward": Direction("forward", Impairment(spec_of(cfg.impair), cfg.seed)),
-            # a different stream for the reverse direction, still derived from the one seed
-            "reverse": Direction("reverse", Impairment(spec_of(cfg.reverse), cfg.seed ^ 0x5EED)),
-        }
-        self.initial = {"forward": cfg.impair, "reverse": cfg.reverse}
+        self.forward_addr = resolve(cfg.forward, "forward", cfg.listen)
+        forward, reverse = spec_of(cfg.impair, "impair"), spec_of(cfg.reverse, "reverse")
+        if cfg.replay:
+            configured = partial(ReplayImpairment, read_trace(cfg.replay))
+        else:
+            configured = partial(fresh, forward, cfg.seed)
+        reverse_seed = cfg.seed ^ REVERSE_SEED_MASK
+        self.forward = Direction(cfg.seed, configured, cfg.replay)
+        self.reverse = Direction(reverse_seed, partial(fresh, reverse, reverse_seed))
+        self.dirs = {"forward": self.forward, "reverse": self.reverse}
         self.client: tuple | None = None
         self.heap: list = []
         self.tie = itertools.count()
         self.timer: asyncio.TimerHandle | None = None
-        self.sock = None
+        self.due = 0.0  # release time the timer is armed for
+        self.sock: socket.socket | None = None
         self.registry = CollectorRegistry()
         self.registry.register(LiveCounters(self.samples))
+        self.registry.register(Histograms(self))
 
     def on_datagram(self, data: bytes, addr: tuple) -> None:
-        if addr[:2] == self.forward_addr:
-            direction, dest = self.dirs["reverse"], self.client
+        if addr[1] == self.forward_addr[1] and addr[0] == self.forward_addr[0]:
+            d, dest = self.reverse, self.client
             if dest is None:
                 return
         else:
             self.client = addr
-            direction, dest = self.dirs["forward"], self.forward_addr
-        now = time.monotonic()
-        for e in direction.impairment.process(data, now):
+            d, dest = self.forward, self.forward_addr
+        now = monotonic()
+        emissions = d.model.process(data, now)
+        if d.recorder is not None:
+            d.record()
+        if not emissions:
+            d.dropped()
+            return
+        if d.run:
+            d.end_burst()
+        for e in emissions:
             if e.release_at <= now:
                 self.send(e.data, dest)
             else:
-                heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest))
-        if self.heap and self.timer is None:
+                self.hold(d, e, now, dest)
+
+    def hold(self, d: Direction, e: Emission, now: float, dest: tuple) -> None:
+        """Queue a delayed copy for the timer, counting its added delay."""
+        delay = e.release_at - now
+        d.delays[bisect_left(DELAY_EDGES, delay)] += 1
+        d.delay_sum += delay
+        heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest))
+        if self.timer is None or e.release_at < self.due:
             self.arm()
 
     def send(self, data: bytes, dest: tuple) -> None:
@@ -81,12 +232,16 @@ class Proxy:
             log.debug("sendto %s failed: %s", dest, exc)
 
     def arm(self) -> None:
-        delay = max(0.0, self.heap[0][0] - time.monotonic())
+        """(Re)arm the timer for the earliest held copy."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.due = self.heap[0][0]
+        delay = max(0.0, self.due - monotonic())
         self.timer = asyncio.get_running_loop().call_later(delay, self.release)
 
     def release(self) -> None:
         self.timer = None
-        now = time.monotonic()
+        now = monotonic()
         while self.heap and self.heap[0][0] <= now:
             _, _, data, dest = heapq.heappop(self.heap)
             self.send(data, dest)
@@ -95,16 +250,7 @@ class Proxy:
 
     # -- run-time control ---------------------------------------------------------------
     def show(self) -> dict:
-        return {
-            name: {"spec": format_spec(d.impairment.spec), "changes": d.changes}
-            for name, d in self.dirs.items()
-        }
-
-    def set(self, name: str, spec) -> None:
-        d = self.dirs[name]
-        d.impairment.set_spec(spec)
-        d.changes += 1
-        log.info("%s impairment set to %r", name, format_spec(d.impairment.spec))
+        return {name: d.show() for name, d in self.dirs.items()}
 
     async def get_impairment(self, _: web.Request) -> web.Response:
         return web.json_response(self.show())
@@ -113,24 +259,24 @@ class Proxy:
         """PUT /impairment {"forward": "<netem spec>", "reverse": ...}: applies from the next
         datagram; an invalid spec changes nothing and answers 400 naming the bad token."""
         try:
-            body = await request.json()
-            if not isinstance(body, dict) or not body or set(body) - set(DIRECTIONS):
-                raise ConfigError(f"body must map some of {DIRECTIONS} to specs")
-            specs = {name: spec_of(value) for name, value in body.items()}
-        except (ValueError, ConfigError) as exc:
+            specs = specs_from_body(await request.text())
+        except ConfigError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         for name, spec in specs.items():
-            self.set(name, spec)
+            self.dirs[name].set(spec)
+            log.info("%s impairment set to %r", name, format_spec(spec))
         return web.json_response(self.show())
 
     async def reset_impairment(self, _: web.Request) -> web.Response:
-        for name, value in self.initial.items():
-            self.set(name, spec_of(value))
+        for d in self.dirs.values():
+            d.reset()
+        log.info("impairment reset to the configured one")
         return web.json_response(self.show())
 
     def samples(self):
+        now = monotonic()
         for name, d in self.dirs.items():
-            c, lab = d.impairment.counters, (("direction", name),)
+            c, lab = d.model.counters, (("direction", name),)
             yield Sample("proxy_datagrams_in_total", "Datagrams into the proxy", c.received, lab)
             yield Sample("proxy_datagrams_out_total", "Datagrams out of the proxy", c.emitted, lab)
             for reason, n in sorted(c.dropped_by_reason.items()):
@@ -153,16 +299,91 @@ class Proxy:
             yield Sample(
                 "proxy_impairment_changes_total", "Run-time impairment changes", d.changes, lab
             )
+            yield Sample(
+                "proxy_loss_ratio",
+                "Realised loss: datagrams dropped / datagrams in",
+                c.dropped / c.received if c.received else 0.0,
+                lab,
+                kind="gauge",
+            )
+            yield Sample(
+                "proxy_queue_datagrams",
+                "Copies the model holds for delay, rate or slot (netem's qlen, bounded by limit)",
+                d.model.queue_depth(now),
+                lab,
+                kind="gauge",
+            )
         yield Sample(
-            "proxy_queue_datagrams",
-            "Datagrams held for delay or rate",
+            "proxy_pending_datagrams",
+            "Copies waiting in the send timer heap, both directions",
             len(self.heap),
             kind="gauge",
         )
 
 
+class Histograms(Collector):
+    """Loss-burst and added-delay histograms built at scrape time from the plain tallies."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    def collect(self):
+        bursts = HistogramMetricFamily(
+            "semnet_proxy_loss_burst_datagrams",
+            "Length of runs of consecutive loss drops, counted when a run ends",
+            labels=["direction"],
+        )
+        delays = HistogramMetricFamily(
+            "semnet_proxy_added_delay_seconds",
+            "Delay added to each copy sent (release time - arrival time)",
+            labels=["direction"],
+        )
+        for name, d in self.proxy.dirs.items():
+            bursts.add_metric([name], cumulative(BURST_EDGES, d.bursts), d.burst_sum)
+            counts = list(d.delays)
+            counts[0] += d.model.counters.emitted - sum(counts)  # copies sent at once
+            delays.add_metric([name], cumulative(DELAY_EDGES, counts), d.delay_sum)
+        yield bursts
+        yield delays
+
+
+def cumulative(edges: tuple, counts: list[int]) -> list[tuple[str, int]]:
+    """Per-bucket counts (+Inf last) -> Prometheus (le, cumulative count) pairs."""
+    return list(zip([*map(str, edges), "+Inf"], itertools.accumulate(counts), strict=True))
+
+
+def read_trace(path: str) -> list[Fate]:
+    """The replay trace, with errors that name the key and the file."""
+    try:
+        fates = load_trace(path)
+    except OSError as exc:
+        raise ConfigError(f"replay: cannot read {path} ({exc.strerror})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"replay: {path}: {exc}") from None
+    if not fates:
+        raise ConfigError(f"replay: {path}: no records")
+    return fates
+
+
+def open_record(path: str | None) -> contextlib.AbstractContextManager[TextIO | None]:
+    if path is None:
+        return contextlib.nullcontext()
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by serve's with)
+    except OSError as exc:
+        raise ConfigError(f"record: cannot write {path} ({exc.strerror})") from None
+
+
 async def serve(cfg: ProxyConfig, stop: asyncio.Event) -> None:
-    proxy = Proxy(cfg)
+    proxy = Proxy(cfg)  # a bad spec or trace fails here, before the record file is created
+    with open_record(cfg.record) as stream:
+        if stream is not None:
+            proxy.forward.recorder = FateRecorder(stream)
+        await run_proxy(proxy, stop)
+
+
+async def run_proxy(proxy: Proxy, stop: asyncio.Event) -> None:
+    cfg = proxy.cfg
     proxy.sock = udp_socket(parse_address(cfg.listen, "listen"))
     loop = asyncio.get_running_loop()
     loop.add_reader(proxy.sock.fileno(), drain(proxy.sock, proxy.on_datagram))
@@ -176,13 +397,15 @@ async def serve(cfg: ProxyConfig, stop: asyncio.Event) -> None:
         ]
     )
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
+    state = proxy.show()
     log.info(
-        "proxy: %s -> %s, forward %r, reverse %r, seed %d, http on %s",
+        "proxy: %s -> %s, forward %r, reverse %r, seed %d, record %s, http on %s",
         format_address(proxy.sock.getsockname()),
         cfg.forward,
-        proxy.show()["forward"]["spec"],
-        proxy.show()["reverse"]["spec"],
+        f"replay {cfg.replay}" if cfg.replay else state["forward"]["spec"],
+        state["reverse"]["spec"],
         cfg.seed,
+        cfg.record or "off",
         cfg.http,
     )
     try:
@@ -194,5 +417,5 @@ async def serve(cfg: ProxyConfig, stop: asyncio.Event) -> None:
         proxy.release()
         proxy.sock.close()
         await runner.cleanup()
-        c = proxy.dirs["forward"].impairment.counters
+        c = proxy.forward.model.counters
         log.info("proxy stopped: %d in, %d out", c.received, c.emitted)

@@ -1,0 +1,78 @@
+"""`semnet ctl proxy show|set|reset`: a running proxy's impairment, over its HTTP API."""
+
+import json
+
+import click
+
+DIRECTIONS = ("forward", "reverse")  # as semnet.daemons.proxy; not imported: it pulls aiohttp
+
+
+def proxy_options(command):
+    command = click.option(
+        "--proxy",
+        "proxy",
+        default="127.0.0.1:7101",
+        show_default=True,
+        help="host:port of the proxy's HTTP port",
+    )(command)
+    return click.option("--json", "as_json", is_flag=True, help="print the proxy's JSON answer")(
+        command
+    )
+
+
+def call(proxy: str, path: str, body: dict | None = None, method: str = "GET") -> dict:
+    """One request to the proxy; its answer is the state of both directions."""
+    from semnet.client import request
+    from semnet.daemons.net import format_address, parse_address
+
+    url = f"http://{format_address(parse_address(proxy, '--proxy'))}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    return request(url, data, method, timeout=10.0)
+
+
+def echo(state: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(state, indent=1))
+        return
+    for name, d in state.items():
+        model = f"replay {d['replay']}" if d.get("replay") else d.get("spec") or "(none)"
+        click.echo(f"{name:<8} {model}   [{d['changes']} changes]")
+
+
+@click.group()
+def ctl() -> None:
+    """Control running daemons."""
+
+
+@ctl.group("proxy")
+def proxy_group() -> None:
+    """Show or change a running proxy's impairment; a change applies from the next datagram."""
+
+
+@proxy_group.command()
+@proxy_options
+def show(proxy: str, as_json: bool) -> None:
+    """Print both directions' impairment."""
+    echo(call(proxy, "/impairment"), as_json)
+
+
+@proxy_group.command("set")
+@click.argument("spec")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="forward", show_default=True)
+@proxy_options
+def set_spec(spec: str, direction: str, proxy: str, as_json: bool) -> None:
+    """Impair one direction with SPEC (netem syntax; "" for none). `seed N` in SPEC restarts
+    the model from that seed; without it the random stream carries on, as `tc qdisc change`.
+    An invalid SPEC changes nothing (exit code 2)."""
+    echo(call(proxy, "/impairment", {direction: spec}, "PUT"), as_json)
+
+
+@proxy_group.command()
+@proxy_options
+def reset(proxy: str, as_json: bool) -> None:
+    """Restore both directions' configured impairment, restarted from its seed (or the replay
+    from its first record)."""
+    echo(call(proxy, "/impairment/reset", {}, "POST"), as_json)
+
+
+COMMANDS = (ctl,)
