@@ -22,22 +22,22 @@ _UNLIMITED = 2**31 - 1  # netem turns 0 packets/bytes into INT_MAX
 class HeldQueue:
     """Release times of copies still held (released strictly after ``now``): netem's qlen."""
 
-    __slots__ = ("_heap",)
+    __slots__ = ("heap",)
 
     def __init__(self) -> None:
-        self._heap: list[int] = []
+        self.heap: list[int] = []  # public so the per-datagram fast path can test it directly
 
     def push(self, release_ns: int) -> None:
-        heapq.heappush(self._heap, release_ns)
+        heapq.heappush(self.heap, release_ns)
 
     def depth(self, now_ns: int) -> int:
-        heap = self._heap
+        heap = self.heap
         while heap and heap[0] <= now_ns:
             heapq.heappop(heap)
         return len(heap)
 
     def __bool__(self) -> bool:
-        return bool(self._heap)
+        return bool(self.heap)
 
 
 def packet_time_ns(size: int, rate: Rate) -> int:
