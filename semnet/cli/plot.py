@@ -1,0 +1,150 @@
+"""`semnet plot`: PNGs from a `semnet sweep` JSON: quality against loss, per-image ΔPSNR at one
+loss rate (paper 001 Fig. 9), and the distribution of latent channel means (001 Fig. 12)."""
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import click
+
+from semnet.cli.sweep import OneLineCommand
+from semnet.errors import SemnetError
+
+CONTENDER = ("codec", "partition", "fill", "interleave")
+
+
+def read_results(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SemnetError(f"{path}: cannot read sweep results ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
+        raise SemnetError(f"{path}: not a semnet sweep result (no rows)")
+    return data
+
+
+def labels(rows: list[dict]) -> dict[tuple, str]:
+    """A legend label per contender naming only the fields that vary among the contenders."""
+    keys = list(dict.fromkeys(tuple(r[f] for f in CONTENDER) for r in rows))
+    semantic = [k for k in keys if k[1] != "-"]  # classical rows: no partition, fill, interleave
+    varying = [i for i in range(1, len(CONTENDER)) if len({k[i] for k in semantic}) > 1]
+    out = {}
+    for key in keys:
+        words = [key[0]]
+        if key in semantic:
+            words += [
+                ("interleaved" if key[i] else "in order")
+                if CONTENDER[i] == "interleave"
+                else key[i]
+                for i in varying
+            ]
+        out[key] = " ".join(str(w) for w in words)
+    return out
+
+
+def by_contender(rows: list[dict], model: str) -> dict[tuple, dict[float, dict[str, dict]]]:
+    """contender -> loss -> image -> row, for one loss model."""
+    table: dict[tuple, dict[float, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r["loss_model"] == model:
+            table[tuple(r[f] for f in CONTENDER)][r["loss"]][r["image"]] = r
+    return table
+
+
+def plot_metric(plt, rows: list[dict], metric: str, ylabel: str, path: Path) -> Path:
+    """Mean over images against loss rate, one line per contender, min-max band; a panel per
+    loss model."""
+    models = list(dict.fromkeys(r["loss_model"] for r in rows))
+    names = labels(rows)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        for key, per_loss in by_contender(rows, model).items():
+            losses = sorted(per_loss)
+            values = [[r[metric] for r in per_loss[p].values()] for p in losses]
+            x = [100 * p for p in losses]
+            (line,) = ax.plot(x, [sum(v) / len(v) for v in values], marker="o", label=names[key])
+            lows, highs = [min(v) for v in values], [max(v) for v in values]
+            ax.fill_between(x, lows, highs, color=line.get_color(), alpha=0.15)
+        ax.set(title=f"{model} loss", xlabel="packet loss rate (%)", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_delta(plt, rows: list[dict], at: float, path: Path) -> Path | None:
+    """Per-image PSNR at loss ``at`` minus PSNR without loss, bars per contender (first loss
+    model); None when the sweep lacks either rate."""
+    model = rows[0]["loss_model"]
+    table = by_contender(rows, model)
+    pairs = {k: v for k, v in table.items() if 0.0 in v and at in v}
+    if not pairs:
+        return None
+    names = labels(rows)
+    images = list(dict.fromkeys(r["image"] for r in rows))
+    width = 0.8 / len(pairs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(images) + 2), 4.5))
+    for i, (key, per_loss) in enumerate(pairs.items()):
+        deltas = [per_loss[at][n]["psnr_db"] - per_loss[0.0][n]["psnr_db"] for n in images]
+        ax.bar([j + i * width for j in range(len(images))], deltas, width, label=names[key])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(images))], images, rotation=30)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(title=f"ΔPSNR at {at:.0%} {model} loss vs. lossless", ylabel="ΔPSNR (dB)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_channel_means(plt, means: dict[str, dict], path: Path) -> Path | None:
+    """Histogram (density) of each semantic codec's latent channel means on one image."""
+    if not means:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, entry in means.items():
+        ax.hist(entry["means"], bins=24, density=True, histtype="step", linewidth=1.5, label=name)
+    image = next(iter(means.values()))["image"]
+    ax.set(title=f"latent channel means ({image})", xlabel="channel mean", ylabel="density")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@click.command(cls=OneLineCommand)
+@click.argument("results")
+@click.option("--out", default=None, help="folder for the PNGs (default: beside RESULTS)")
+@click.option(
+    "--delta-loss", type=float, default=0.1, show_default=True, help="rate of the ΔPSNR plot"
+)
+def plot(results: str, out: str | None, delta_loss: float) -> None:
+    """Plot a sweep: PSNR and SSIM against loss, per-image ΔPSNR, channel means."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SemnetError("semnet plot needs matplotlib: pip install 'semnet[eval]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_results(results)
+    folder = Path(out) if out else Path(results).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = data["rows"]
+    written = [
+        plot_metric(plt, rows, "psnr_db", "PSNR (dB)", folder / "psnr_vs_loss.png"),
+        plot_metric(plt, rows, "ssim", "SSIM", folder / "ssim_vs_loss.png"),
+        plot_delta(plt, rows, delta_loss, folder / "delta_psnr.png"),
+        plot_channel_means(plt, data.get("channel_means") or {}, folder / "channel_means.png"),
+    ]
+    for path in written:
+        if path is not None:
+            click.echo(path)
+    if written[2] is None:
+        click.echo(f"no ΔPSNR plot: the sweep lacks loss 0 or {delta_loss:g}", err=True)
+
+
+COMMANDS = (plot,)

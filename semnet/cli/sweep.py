@@ -1,0 +1,156 @@
+"""`semnet sweep`: codecs x partitions x fills x loss models x rates x interleaving, to JSON.
+
+See docs/sweep.md for the axes, the classical baselines and what "same losses" means.
+"""
+
+import json
+import shlex
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import click
+
+from semnet.errors import SemnetError
+
+DEFAULT_LOSSES = "0,0.1,0.2,0.3,0.4"
+
+
+class OneLineCommand(click.Command):
+    """Bad flag values become a SemnetError, so they print one line and exit 2 like the rest."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise SemnetError(exc.format_message()) from None
+
+
+def split(text: str, flag: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise SemnetError(f"{flag}: {text!r} is not a comma-separated list")
+    return items
+
+
+def parse_losses(text: str) -> list[float]:
+    try:
+        return [float(x) for x in split(text, "--loss")]
+    except ValueError:
+        raise SemnetError(f"--loss: {text!r} is not a comma-separated list of numbers") from None
+
+
+def parse_interleave(text: str) -> list[bool]:
+    values = {"on": True, "off": False}
+    items = split(text, "--interleave")
+    bad = [i for i in items if i not in values]
+    if bad:
+        raise SemnetError(f"--interleave: {bad[0]!r} is not on or off")
+    return [values[i] for i in items]
+
+
+def load_images(where: str | None) -> dict:
+    """A folder's images by file name; "eval" or "eval:NAME,NAME" for the public photos."""
+    from semnet.cli.demo import DEMO_IMAGES
+    from semnet.eval_images import eval_image, eval_images
+    from semnet.images import image_files, load_image
+
+    if where == "eval":
+        images = eval_images()
+        if not images:
+            raise SemnetError("--images eval: no evaluation photos (pip install 'semnet[eval]')")
+        return images
+    if where is not None and where.startswith("eval:"):
+        return {name: eval_image(name) for name in split(where[5:], "--images")}
+    return {f.name: load_image(f) for f in image_files(where or DEMO_IMAGES)}
+
+
+def invocation(ctx: click.Context) -> str:
+    """The command line that reproduces this run, defaults spelled out."""
+    words = ["semnet", ctx.info_name or "sweep"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Option) and param.is_flag:
+            words += [param.opts[0]] if value else []
+        elif value is not None:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean over images per contender and loss point, as a text table."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        interleave = "-" if r["interleave"] is None else ("on" if r["interleave"] else "off")
+        key = (r["codec"], r["partition"], r["fill"], interleave, r["loss_model"])
+        groups[(*key, f"{r['loss'] * 100:g}%")].append(r)
+    head = ("codec", "partition", "fill", "il", "model", "loss", "real", "PSNR", "SSIM", "bpp")
+    lines = ["{:<16} {:<12} {:<5} {:<3} {:<9} {:>5} {:>6} {:>6} {:>6} {:>6} decoded".format(*head)]
+    for key, group in groups.items():
+        n = len(group)
+        means = [sum(r[m] for r in group) / n for m in ("realised_loss", "psnr_db", "ssim", "bpp")]
+        decoded = f"{sum(r['decoded'] for r in group)}/{n}"
+        lines.append(
+            "{:<16} {:<12} {:<5} {:<3} {:<9} {:>5} {:>6.1%} {:>6.2f} {:>6.3f} {:>6.3f} {}".format(
+                *key, *means, decoded
+            )
+        )
+    return "\n".join(lines)
+
+
+@click.command(cls=OneLineCommand)
+@click.option("--codec", "codecs", default=None, help="zoo codecs and jpeg|webp|jpeg2000[+rsN]")
+@click.option("--partition", "partitions", default="channel", show_default=True)
+@click.option("--fill", "fills", default="zero", show_default=True)
+@click.option(
+    "--loss-model", "loss_models", default="bernoulli", show_default=True, help="bernoulli, ge"
+)
+@click.option("--loss", "losses", default=DEFAULT_LOSSES, show_default=True, help="rates in 0..1")
+@click.option("--burst-length", type=float, default=None, help="mean burst (datagrams), for ge")
+@click.option("--interleave", default="on", show_default=True, help="on, off or on,off")
+@click.option("--images", default=None, help="folder, eval or eval:NAME,... (default: demo photos)")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--datagram-size", type=int, default=1200, show_default=True)
+@click.option("--out", default="sweep.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--online", is_flag=True, help="through sender/proxy/receiver daemons on loopback")
+def sweep(
+    codecs,
+    partitions,
+    fills,
+    loss_models,
+    losses,
+    burst_length,
+    interleave,
+    images,
+    seed,
+    datagram_size,
+    out,
+    online,
+) -> None:
+    """Measure quality against packet loss for every combination of the axes; comma-separated
+    flags give an axis several values. Writes JSON rows and prints mean quality per point."""
+    from semnet.models.zoo import DEFAULT_CODEC
+    from semnet.pipeline.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(
+        codecs=tuple(split(codecs or DEFAULT_CODEC, "--codec")),
+        partitions=tuple(split(partitions, "--partition")),
+        fills=tuple(split(fills, "--fill")),
+        loss_models=tuple(split(loss_models, "--loss-model")),
+        losses=tuple(parse_losses(losses)),
+        burst_length=burst_length,
+        interleave=tuple(parse_interleave(interleave)),
+        seed=seed,
+        datagram_size=datagram_size,
+    )
+    pictures = load_images(images)
+    command = invocation(click.get_current_context())
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_sweep(pictures, spec, online=Path(tmp) if online else None, command=command)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    click.echo(summary(result["rows"]))
+    click.echo(f"{len(result['rows'])} rows written to {out}", err=True)
+
+
+COMMANDS = (sweep,)

@@ -1,0 +1,223 @@
+"""Sweeps: the rows they write, their determinism, shared losses, and the sweep/plot commands."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from test_baselines import picture
+
+from semnet.cli import plot as plot_cli
+from semnet.cli import sweep as sweep_cli
+from semnet.cli.main import cli
+from semnet.core.impair import Impairment
+from semnet.errors import ConfigError
+from semnet.images import save_png
+from semnet.models.cnn import CNNCodec
+from semnet.pipeline import sweep
+from semnet.pipeline.sweep import SweepSpec, impairment_seed, run_sweep
+
+ROW_KEYS = {
+    "codec",
+    "partition",
+    "fill",
+    "loss_model",
+    "loss",
+    "image",
+    "psnr_db",
+    "ssim",
+    "bpp",
+    "interleave",
+    "realised_loss",
+    "datagrams_sent",
+    "datagrams_received",
+    "seed",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    codec = CNNCodec(cbr=1 / 12, hidden=8, bits=5).eval()
+    return lambda name: (codec, 1, {"name": name})
+
+
+@pytest.fixture(scope="module")
+def images():
+    return {"astronaut": picture("astronaut"), "chelsea": picture("chelsea")}
+
+
+SPEC = SweepSpec(
+    codecs=("tiny", "jpeg", "jpeg2000+rs20"),
+    partitions=("channel", "spatial"),
+    losses=(0.0, 0.3),
+    interleave=(True, False),
+    datagram_size=200,
+)
+
+
+@pytest.fixture(scope="module")
+def result(tiny, images):
+    return run_sweep(images, SPEC, load=tiny)
+
+
+def test_rows_cover_every_point_with_the_documented_columns(result):
+    rows = result["rows"]
+    semantic = [r for r in rows if r["codec"] == "tiny"]
+    classical = [r for r in rows if r["codec"] != "tiny"]
+    assert len(semantic) == 2 * 2 * 2 * 2  # partitions x interleave x losses x images
+    assert len(classical) == 2 * 2 * 2  # codecs x losses x images
+    assert all(set(r) >= ROW_KEYS for r in rows)
+    assert {r["partition"] for r in semantic} == {"channel:1", "spatial:1x1"}
+    assert {(r["partition"], r["fill"], r["interleave"]) for r in classical} == {("-", "-", None)}
+    assert [r["codec"] for r in rows] == sorted((r["codec"] for r in rows), key=SPEC.codecs.index)
+    for r in classical:
+        assert r["bytes_sent"] <= r["target_bytes"] == result["target_bytes"][r["image"]]
+    lossless = [r for r in rows if r["loss"] == 0]
+    assert all(r["datagrams_received"] == r["datagrams_sent"] for r in lossless)
+    assert any(r["realised_loss"] > 0 for r in rows if r["loss"] == 0.3)
+    assert set(result["channel_means"]) == {"tiny"}
+    assert len(result["channel_means"]["tiny"]["means"]) == 64
+    assert {"command", "semnet_version", "date", "codecs", "axes"} <= set(result)
+
+
+def test_same_seed_gives_identical_rows(tiny, images, result):
+    again = run_sweep(images, SPEC, load=tiny)
+    assert json.dumps(again["rows"]) == json.dumps(result["rows"])
+    other = run_sweep(images, SweepSpec(**{**SPEC.__dict__, "seed": 2}), load=tiny)
+    assert json.dumps(other["rows"]) != json.dumps(result["rows"])
+
+
+def test_every_contender_draws_from_the_same_seeded_stream(tiny, images, monkeypatch):
+    made: list[tuple[int, list[str]]] = []
+
+    class Recording(Impairment):
+        def __init__(self, spec, seed):
+            super().__init__(spec, seed)
+            self.actions: list[str] = []
+            made.append((seed, self.actions))
+
+        def process(self, data, now):
+            out = super().process(data, now)
+            self.actions.append(self.last_fate.action)
+            return out
+
+    monkeypatch.setattr(sweep, "Impairment", Recording)
+    spec = SweepSpec(
+        codecs=("tiny", "jpeg", "webp+rs20"),
+        loss_models=("bernoulli", "ge"),
+        losses=(0.2, 0.4),
+        burst_length=3,
+        interleave=(True, False),
+        datagram_size=200,
+    )
+    run_sweep(images, spec, load=tiny)
+    expected = {
+        impairment_seed(spec.seed, image, model, rate): (image, model, rate)
+        for image in images
+        for model, rate in spec.loss_points()
+    }
+    assert {seed for seed, _ in made} == set(expected)
+    contenders = 2 + 2  # tiny with interleaving on and off, jpeg, webp+rs20
+    for seed in expected:
+        runs = [actions for s, actions in made if s == seed]
+        assert len(runs) == contenders
+        shortest = min(len(a) for a in runs)
+        assert len({tuple(a[:shortest]) for a in runs}) == 1
+    assert any(action == "drop:loss" for _, actions in made for action in actions)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"loss_models": ("ge",)}, "burst length"),
+        ({"burst_length": 3.0}, "burst length"),
+        ({"loss_models": ("ge",), "burst_length": 2.0, "losses": (0.9,)}, "unreachable"),
+        ({"loss_models": ("gilbert",)}, "loss model"),
+        ({"codecs": ("jpeg+rs0",)}, "FEC suffix"),
+        ({"codecs": ("cnn-c64+rs20",)}, "classical codecs only"),
+        ({"partitions": ("diagonal",)}, "unknown scheme"),
+        ({"fills": ("median",)}, "fill"),
+        ({"losses": (1.5,)}, "0..1"),
+        ({"losses": (0.1, 0.1)}, "repeats"),
+        ({"datagram_size": 60}, "datagram size"),
+    ],
+)
+def test_bad_axes_are_refused_before_any_work(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepSpec(**{**SPEC.__dict__, **changes})
+
+
+def test_online_refuses_classical_codecs(tiny, images, tmp_path):
+    with pytest.raises(ConfigError, match="--online"):
+        run_sweep(images, SPEC, load=tiny, online=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    for command in (*sweep_cli.COMMANDS, *plot_cli.COMMANDS):
+        cli.add_command(command)
+    return CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path, images):
+    for name, image in images.items():
+        save_png(image, tmp_path / "images" / f"{name}.png")
+    return tmp_path / "images"
+
+
+def test_sweep_and_plot_commands_end_to_end(runner, folder, tmp_path):
+    out = tmp_path / "results.json"
+    args = ["sweep", "--images", str(folder), "--codec", "cnn-c64,jpeg+rs20", "--loss", "0,0.1"]
+    result = runner.invoke(cli, [*args, "--datagram-size", "300", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["command"].startswith("semnet sweep --codec cnn-c64,jpeg+rs20")
+    assert len(data["rows"]) == 2 * 2 * 2  # codecs x losses x images
+    assert "jpeg+rs20" in result.stdout
+    plots = tmp_path / "plots"
+    result = runner.invoke(cli, ["plot", str(out), "--out", str(plots)])
+    assert result.exit_code == 0, result.output
+    names = ["psnr_vs_loss", "ssim_vs_loss", "delta_psnr", "channel_means"]
+    for name in names:
+        path = plots / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as im:
+            im.verify()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "--loss", "0,x"],
+        ["sweep", "--loss-model", "ge"],
+        ["sweep", "--interleave", "maybe"],
+        ["sweep", "--codec", "jpeg+rs0"],
+        ["sweep", "--partition", "diagonal"],
+        ["sweep", "--seed", "abc"],
+        ["sweep", "--codec", "jpeg", "--online"],
+        ["sweep", "--images", "eval:nosuch"],
+        ["plot", "absent.json"],
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(runner, args, tmp_path):
+    result = runner.invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("semnet: error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_online_sees_the_losses_offline_sees(images, tmp_path):
+    """Through real daemons, the proxy seeded per image drops the datagrams offline drops."""
+    spec = SweepSpec(codecs=("cnn-c64",), losses=(0.0, 0.3), datagram_size=300)
+    offline = run_sweep(images, spec)["rows"]
+    online = run_sweep(images, spec, online=tmp_path)["rows"]
+    assert len(online) == len(offline) == 4
+    for a, b in zip(online, offline, strict=True):
+        assert (a["image"], a["loss"]) == (b["image"], b["loss"])
+        assert a["datagrams_sent"] == b["datagrams_sent"]
+        assert a["datagrams_received"] == b["datagrams_received"]
+        if a["loss"] == 0:
+            assert a["psnr_db"] == pytest.approx(b["psnr_db"], abs=0.05)
