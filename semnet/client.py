@@ -2,7 +2,9 @@
 
 import io
 import json
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -10,6 +12,7 @@ import msgpack
 import numpy as np
 from PIL import Image
 
+from semnet.core.auth import HEADER, sign_request
 from semnet.errors import SemnetError
 
 
@@ -19,11 +22,16 @@ def request(
     method: str = "GET",
     content_type: str = "application/json",
     timeout: float = 60.0,
+    key: bytes | None = None,
 ) -> Any:
-    """One HTTP call; JSON answers are decoded, errors become one-line SemnetErrors."""
-    req = urllib.request.Request(
-        url, data=body, method=method, headers={"Content-Type": content_type}
-    )
+    """One HTTP call, signed when a key is given (daemons with a key refuse unsigned control
+    requests); JSON answers are decoded, errors become one-line SemnetErrors."""
+    headers = {"Content-Type": content_type}
+    if key is not None:
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers[HEADER] = sign_request(key, method, path or "/", body or b"", time.time())
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             data = r.read()
@@ -42,7 +50,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def send_image(sender: str, name: str, image_file: bytes, timeout: float = 120.0) -> dict:
+def send_image(
+    sender: str, name: str, image_file: bytes, timeout: float = 120.0, key: bytes | None = None
+) -> dict:
     """Hand one encoded image file to the sender at ``host:port``; returns the frame report."""
     body = msgpack.packb({"name": name, "image": image_file})
-    return request(f"http://{sender}/send", body, "POST", "application/msgpack", timeout)
+    return request(f"http://{sender}/send", body, "POST", "application/msgpack", timeout, key)

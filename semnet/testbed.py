@@ -1,24 +1,32 @@
 """A local testbed: sender, proxy and receiver as separate processes on loopback.
 
 Used by `semnet demo` and the integration tests. Ports are ephemeral, configs are written to a
-work folder, and every process is stopped (SIGINT, then SIGKILL) when the testbed closes.
+work folder, and every process is stopped (SIGINT, then SIGKILL) when the testbed closes. Tests
+can kill and restart a daemon, inject datagrams of their own, read a daemon's memory, and check
+that the three daemons' counters account for every datagram (:meth:`LocalTestbed.accounting`).
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from semnet.client import png_bytes, request, send_image
+from semnet.daemons.net import udp_drops
 from semnet.errors import SemnetError
 
 START_TIMEOUT = 60.0
+DAEMONS = ("receiver", "proxy", "sender")
 
 
 def free_ports(n: int) -> list[int]:
@@ -37,6 +45,96 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def metric_totals(text: str) -> dict[tuple, float]:
+    """Prometheus exposition -> {(name, sorted label items): value}."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(totals: dict[tuple, float], name: str, **match: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``match``."""
+    return sum(
+        v
+        for (n, labels), v in totals.items()
+        if n == name and all((k, m) in labels for k, m in match.items())
+    )
+
+
+def by_label(totals: dict[tuple, float], name: str, label: str, **match: str) -> dict[str, int]:
+    """{label value: count} of the samples of ``name`` (whose labels include ``match``)."""
+    out: dict[str, int] = {}
+    for (n, labels), v in totals.items():
+        found = dict(labels)
+        if n == name and label in found and all(found.get(k) == m for k, m in match.items()):
+            out[found[label]] = out.get(found[label], 0) + int(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every datagram of the data direction went, from the daemons' own counters.
+
+    ``sent + injected == received + socket drops + proxy drops - duplicated + held`` and,
+    inside the receiver, ``received == accepted + duplicates + late + malformed``. Proxy
+    duplicates are counted apart: they are extra copies, so they come off the right side.
+    Injected datagrams are the ones a test sent itself (:meth:`LocalTestbed.inject`); socket
+    drops are the kernel's (a full receive queue), read from /proc/net/udp.
+    """
+
+    sent: int  # sender: datagrams_sent_total
+    injected: dict[str, int]  # by the test, into the proxy or the receiver
+    proxy_in: int
+    proxy_dropped: dict[str, int]  # by reason
+    proxy_duplicated: int
+    proxy_out: int
+    proxy_held: int  # copies the proxy still holds (delay, rate): 0 once traffic is over
+    received: int
+    accepted: int
+    duplicates: int
+    late: int
+    malformed: dict[str, int]  # by reason
+    socket_drops: dict[str, int]  # kernel drops on the proxy's and the receiver's sockets
+    identities: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def closes(self) -> bool:
+        return all(self.identities.values())
+
+    def minus(self, before: "Accounting") -> "Accounting":
+        """The counts since ``before`` (taken while no daemon restarted in between)."""
+
+        def sub(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {k: a.get(k, 0) - b.get(k, 0) for k in a.keys() | b.keys()}
+
+        fields = {}
+        for name, value in vars(self).items():
+            if name == "identities":
+                continue
+            if isinstance(value, dict):
+                fields[name] = sub(value, getattr(before, name))
+            elif name == "proxy_held":
+                fields[name] = value  # a gauge
+            else:
+                fields[name] = value - getattr(before, name)
+        return Accounting.build(**fields)
+
+    @staticmethod
+    def build(**terms) -> "Accounting":
+        a = Accounting(**terms)
+        ident = {
+            "sender -> proxy": a.sent + a.injected["proxy"] == a.proxy_in + a.socket_drops["proxy"],
+            "proxy": a.proxy_in - sum(a.proxy_dropped.values()) + a.proxy_duplicated == a.proxy_out,
+            "proxy -> receiver": a.proxy_out - a.proxy_held + a.injected["receiver"]
+            == a.received + a.socket_drops["receiver"],
+            "receiver": a.received
+            == a.accepted + a.duplicates + a.late + sum(a.malformed.values()),
+        }
+        return Accounting(**terms, identities=ident)
+
+
 class LocalTestbed:
     def __init__(
         self,
@@ -46,9 +144,19 @@ class LocalTestbed:
         sender: dict | None = None,
         receiver: dict | None = None,
         log_level: str = "warning",
+        auth_key: bytes | None = None,
     ) -> None:
+        """``auth_key`` turns on authentication: the key goes to a file (mode 0600) that the
+        sender's and the receiver's configs name, and the testbed signs its own requests."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.key = auth_key
+        auth = {}
+        if auth_key is not None:
+            key_file = self.workdir / "auth.key"
+            key_file.touch(mode=0o600)
+            key_file.write_bytes(auth_key)
+            auth = {"auth_key_file": str(key_file)}
         p = free_ports(5)
         addr = [f"127.0.0.1:{port}" for port in p]
         self.http = {"sender": addr[0], "proxy": addr[1], "receiver": addr[2]}
@@ -58,6 +166,7 @@ class LocalTestbed:
                 "listen": addr[4],
                 "http": addr[2],
                 "output": str(self.workdir / "received"),
+                **auth,
                 **(receiver or {}),
             },
             "proxy": {
@@ -66,23 +175,26 @@ class LocalTestbed:
                 "http": addr[1],
                 "impair": impair,
                 "seed": seed,
+                **auth,
             },
             "sender": {
                 "http": addr[0],
                 "data_to": addr[3],
                 "receiver_http": addr[2],
                 "seed": seed,
+                **auth,
                 **(sender or {}),
             },
         }
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen] = {}
+        self.injected = {"proxy": 0, "receiver": 0}
 
     def __enter__(self) -> "LocalTestbed":
         try:
-            for name in ("receiver", "proxy", "sender"):
+            for name in DAEMONS:
                 self.start(name)
-            for name in ("receiver", "proxy", "sender"):
+            for name in DAEMONS:
                 self.wait_ready(name)
         except BaseException:
             self.close()
@@ -145,19 +257,84 @@ class LocalTestbed:
         return proc.returncode
 
     def close(self) -> None:
-        for name in ("sender", "proxy", "receiver"):
+        for name in reversed(DAEMONS):
             self.stop(name)
+
+    def kill(self, name: str) -> int:
+        """SIGKILL a daemon: no shutdown code runs, as in a crash or an OOM kill."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        return proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Kill the daemon if it runs, start it again on the same ports, wait until it serves."""
+        if name in self.procs:
+            self.kill(name)
+        self.start(name)
+        self.wait_ready(name)
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def memory(self, name: str) -> dict[str, int]:
+        """The daemon's resident memory now (``rss``) and at its peak (``hwm``), in bytes."""
+        status = Path(f"/proc/{self.pid(name)}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {
+            k: int(fields[v].split()[0]) * 1024 for k, v in (("rss", "VmRSS"), ("hwm", "VmHWM"))
+        }
 
     # -- driving it ---------------------------------------------------------------------
     def send(self, image: np.ndarray, name: str = "image.png") -> dict:
-        return send_image(self.http["sender"], name, png_bytes(image))
+        return send_image(self.http["sender"], name, png_bytes(image), key=self.key)
+
+    def inject(self, target: str, datagrams: Iterable[bytes], rate: float | None = None) -> int:
+        """Send datagrams of the test's own to the proxy's or the receiver's UDP port, at most
+        ``rate`` per second; counted, so :meth:`accounting` still closes. Returns how many."""
+        host, port = self.udp[target].rsplit(":", 1)
+        start, sent = time.monotonic(), 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for data in datagrams:
+                if rate is not None:
+                    ahead = sent / rate - (time.monotonic() - start)
+                    if ahead > 0.001:
+                        time.sleep(ahead)
+                try:
+                    s.sendto(data, (host, int(port)))
+                except OSError:  # e.g. the kernel's send buffer is full: not sent, not counted
+                    continue
+                sent += 1
+                self.injected[target] += 1
+        return sent
 
     def set_impairment(self, spec: str) -> dict:
-        import json
-
+        body = json.dumps({"forward": spec}).encode()
         return request(
-            f"http://{self.http['proxy']}/impairment", json.dumps({"forward": spec}).encode(), "PUT"
+            f"http://{self.http['proxy']}/impairment", body, "PUT", timeout=10.0, key=self.key
         )
 
     def metrics(self, name: str) -> str:
         return request(f"http://{self.http[name]}/metrics", timeout=5.0)
+
+    def accounting(self, since: Accounting | None = None) -> Accounting:
+        """The data direction's datagram accounting now (or since ``since``); call it once no
+        frame is in flight. ``closes`` says whether every identity holds exactly."""
+        tx, px, rx = (metric_totals(self.metrics(n)) for n in ("sender", "proxy", "receiver"))
+        fwd = {"direction": "forward"}
+        port = {name: int(self.udp[name].rsplit(":", 1)[1]) for name in ("proxy", "receiver")}
+        now = Accounting.build(
+            sent=int(metric(tx, "semnet_datagrams_sent_total")),
+            injected=dict(self.injected),
+            proxy_in=int(metric(px, "semnet_proxy_datagrams_in_total", **fwd)),
+            proxy_dropped=by_label(px, "semnet_proxy_datagrams_dropped_total", "reason", **fwd),
+            proxy_duplicated=int(metric(px, "semnet_proxy_datagrams_duplicated_total", **fwd)),
+            proxy_out=int(metric(px, "semnet_proxy_datagrams_out_total", **fwd)),
+            proxy_held=int(metric(px, "semnet_proxy_pending_datagrams")),
+            received=int(metric(rx, "semnet_datagrams_received_total")),
+            accepted=int(metric(rx, "semnet_receiver_datagrams_accepted_total")),
+            duplicates=int(metric(rx, "semnet_receiver_datagrams_duplicate_total")),
+            late=int(metric(rx, "semnet_receiver_datagrams_late_total")),
+            malformed=by_label(rx, "semnet_receiver_datagrams_malformed_total", "reason"),
+            socket_drops={name: udp_drops(port=p) or 0 for name, p in port.items()},
+        )
+        return now if since is None else now.minus(since)

@@ -91,3 +91,65 @@ def test_demo_json_on_a_folder(tmp_path):
         assert r["datagrams_sent"] > 0
     assert lossless["datagrams_received"] == lossless["datagrams_sent"]
     assert lossy["datagrams_received"] <= lossy["datagrams_sent"]
+
+
+@pytest.mark.parametrize(
+    ("daemon", "config", "expected"),
+    [
+        ("sender", "codec: [cnn\n", "invalid YAML"),
+        ("sender", "rate_mbps: fast\n", "rate_mbps: must be float"),
+        ("sender", "first_frame: 4294967296\n", "first_frame: 4294967296 must be a u32"),
+        ("sender", "auth_key: s3cr3t-value\n", "auth_key: unknown key"),
+        ("sender", "auth_key_env: SEMNET_NO_SUCH_VAR\n", "auth_key_env: $SEMNET_NO_SUCH_VAR"),
+        ("receiver", "auth_key_file: {tmp}\n", "auth_key_file: cannot read"),
+        ("receiver", "auth_key_file: {tmp}/short.key\n", "key is 9 bytes, need at least 16"),
+        ("receiver", "max_stream_frames: 0\n", "max_stream_frames: 0 must be > 0"),
+    ],
+)
+def test_bad_daemon_config_exits_with_the_key_never_the_secret(tmp_path, daemon, config, expected):
+    (tmp_path / "short.key").write_text("s3cr3t-ky")
+    path = tmp_path / f"{daemon}.yaml"
+    path.write_text(config.format(tmp=tmp_path))
+    result = semnet(daemon, "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr
+
+
+@pytest.mark.slow
+def test_send_and_ctl_against_an_authenticated_testbed(tmp_path):
+    from skimage import data
+
+    from semnet.images import save_png
+    from semnet.testbed import LocalTestbed
+
+    image = save_png(data.coffee()[:128, :192], tmp_path / "coffee.png")
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"k" * 32)
+    one_thread = {"threads": 1}
+    with LocalTestbed(
+        tmp_path / "bed", auth_key=b"k" * 32, sender=one_thread, receiver=one_thread
+    ) as bed:
+        sender, proxy = bed.http["sender"], bed.http["proxy"]
+        unsigned = semnet("send", str(image), "--sender", sender)
+        assert unsigned.returncode == 2 and "401" in unsigned.stderr
+        signed = semnet(
+            "send", str(image), "--sender", sender, "--json", "--auth-key-file", str(key_file)
+        )
+        assert signed.returncode == 0, signed.stderr
+        (report,) = json.loads(signed.stdout)
+        assert report["datagrams_received"] == report["datagrams_sent"]
+        assert semnet("ctl", "proxy", "show", "--proxy", proxy).returncode == 2
+        shown = semnet(
+            "ctl",
+            "proxy",
+            "set",
+            "loss random 5%",
+            "--proxy",
+            proxy,
+            "--auth-key-file",
+            str(key_file),
+            "--json",
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["forward"]["spec"] == "loss random 5%"

@@ -303,3 +303,34 @@ def test_read_yaml_is_safe(tmp_path):
 def test_load_config_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(SenderConfig, str(tmp_path / "missing.yaml"), {})
+
+
+# --- hardening keys ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "why"),
+    [
+        (SenderConfig, "first_frame", 2**32, "must be a u32"),
+        (SenderConfig, "first_frame", -1, "must be a u32"),
+        (SenderConfig, "first_frame", "0", "must be int"),
+        (SenderConfig, "auth_key_file", 5, "must be str"),
+        (ReceiverConfig, "auth_key_env", ["KEY"], "must be str"),
+        (ReceiverConfig, "max_stream_frames", 0, "must be > 0"),
+        (ReceiverConfig, "max_pixels", -1, "must be > 0"),
+        (ReceiverConfig, "max_reference_bytes", 1.5, "must be int"),
+    ],
+)
+def test_hardening_keys_are_validated(cls, key, value, why):
+    message = error(cls, {key: value})
+    assert message.startswith(f"{key}:") and why in message
+
+
+def test_auth_keys_default_off_and_control_ports_on_loopback():
+    for cls in (SenderConfig, ReceiverConfig):
+        cfg = cls()
+        assert cfg.auth_key_file is None and cfg.auth_key_env is None
+        assert cfg.load_auth_key() is None
+    for cfg in (SenderConfig(), ProxyConfig(), ReceiverConfig()):
+        assert cfg.http.startswith("127.0.0.1:")
+    assert load(SenderConfig, {"first_frame": 0, "auth_key_env": "K"}).first_frame == 0

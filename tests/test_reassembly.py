@@ -254,7 +254,7 @@ def bogus(stream: int, frame: int, seq: int, template: Datagram) -> bytes:
 def test_flood_is_bounded_and_legit_frame_still_completes() -> None:
     max_frames = 32
     template = wire.parse(frame_bytes(0, 0)[0])
-    r = Reassembler(max_frames=max_frames, max_bytes=1 << 20)
+    r = Reassembler(max_frames=max_frames, max_bytes=1 << 20, max_stream_frames=max_frames)
     legit = frame_bytes(1, 5)
     delivered: list[AssembledFrame] = []
     n = 10_000
@@ -364,3 +364,75 @@ def test_bad_config_rejected() -> None:
         Reassembler(deadline=0)
     with pytest.raises(ConfigError, match="max_frames"):
         Reassembler(max_frames=0)
+
+
+# --- caps per stream, announced frames, sequence edge cases -----------------------------------
+
+
+def test_flood_on_one_stream_evicts_its_own_frames() -> None:
+    template = wire.parse(frame_bytes(0, 0)[0])
+    r = Reassembler(max_frames=64, max_stream_frames=4)
+    legit = frame_bytes(1, 5)
+    out = run(r, legit[:2])
+    for i in range(1000):
+        out += r.ingest(bogus(7, 1000 + i, i, template), 0.0)
+        assert r.pending_frames <= 5
+    out += run(r, legit[2:])
+    assert [(f.stream, f.frame) for f in out if f.complete] == [(1, 5)]
+    assert r.counters.evicted_by_reason == {"max_stream_frames": 1000 - 4}
+    check(r)
+
+
+def test_announced_frames_are_evicted_last() -> None:
+    """A flood over many streams fills the global cap; the frame a sender announced survives."""
+    template = wire.parse(frame_bytes(0, 0)[0])
+    r = Reassembler(max_frames=8, max_stream_frames=2)
+    r.announce(1, 5, 0)
+    legit = frame_bytes(1, 5)
+    out = run(r, legit[:1])
+    for i in range(500):
+        out += r.ingest(bogus(100 + i % 50, i, i, template), 0.0)
+    out += run(r, legit[1:])
+    assert [(f.stream, f.frame) for f in out if f.complete] == [(1, 5)]
+    assert r.counters.evicted_by_reason["max_frames"] > 0
+    check(r)
+
+
+def test_announce_of_a_restarted_sender_forgets_the_stream_state() -> None:
+    """Seqs that go back (a restart) would be duplicates within the window; announced, they
+    start a new epoch instead."""
+    r = Reassembler()
+    run(r, frame_bytes(0, 1, first_seq=100))
+    assert run(r, frame_bytes(0, 2, first_seq=101)[:1]) == []
+    assert r.counters.duplicates == 1
+    r.announce(0, 3, 101)
+    (f,) = run(r, frame_bytes(0, 3, first_seq=101))
+    assert f.complete and r.tracker(0).received == 4
+    r.announce(0, 4, 105)  # ahead: a live sender, nothing to forget
+    assert r.tracker(0).received == 4
+
+
+def test_huge_jump_resyncs_and_keeps_delivering() -> None:
+    r = Reassembler()
+    run(r, frame_bytes(0, 1, first_seq=10))
+    jump = seq_add(10, 2**31 - 1)
+    (f,) = run(r, frame_bytes(0, 2, first_seq=jump))
+    assert f.complete
+    tracker = r.tracker(0)
+    assert (tracker.jumps, tracker.resyncs) == (1, 1)
+    (g,) = run(r, frame_bytes(0, 3, first_seq=seq_add(jump, 4)))
+    assert g.complete and tracker.in_order == 4 + 2 + 4  # the jump and its resync apart
+    check(r)
+
+
+def test_reordered_beyond_the_window_is_still_placed_or_late() -> None:
+    r = Reassembler(deadline=10.0)
+    first = frame_bytes(0, 1, first_seq=0)
+    run(r, first[:3])
+    for n in range(2, 700):  # 2796 datagrams later, far beyond the 1024-seq window
+        run(r, frame_bytes(0, n, first_seq=4 * n))
+    assert r.is_pending(0, 1)
+    (f,) = r.ingest(first[3], 0.0)
+    assert (f.frame, f.complete) == (1, True)
+    assert r.ingest(first[3], 0.0) == [] and r.counters.late == 1
+    check(r)

@@ -4,6 +4,8 @@ import json
 
 import click
 
+from semnet.cli.auth import key_option, load_key
+
 DIRECTIONS = ("forward", "reverse")  # as semnet.daemons.proxy; not imported: it pulls aiohttp
 
 
@@ -15,19 +17,22 @@ def proxy_options(command):
         show_default=True,
         help="host:port of the proxy's HTTP port",
     )(command)
+    command = key_option(command)
     return click.option("--json", "as_json", is_flag=True, help="print the proxy's JSON answer")(
         command
     )
 
 
-def call(proxy: str, path: str, body: dict | None = None, method: str = "GET") -> dict:
+def call(
+    proxy: str, key_file: str | None, path: str, body: dict | None = None, method: str = "GET"
+) -> dict:
     """One request to the proxy; its answer is the state of both directions."""
     from semnet.client import request
     from semnet.daemons.net import format_address, parse_address
 
     url = f"http://{format_address(parse_address(proxy, '--proxy'))}{path}"
     data = None if body is None else json.dumps(body).encode()
-    return request(url, data, method, timeout=10.0)
+    return request(url, data, method, timeout=10.0, key=load_key(key_file))
 
 
 def echo(state: dict, as_json: bool) -> None:
@@ -51,28 +56,30 @@ def proxy_group() -> None:
 
 @proxy_group.command()
 @proxy_options
-def show(proxy: str, as_json: bool) -> None:
+def show(proxy: str, auth_key_file: str | None, as_json: bool) -> None:
     """Print both directions' impairment."""
-    echo(call(proxy, "/impairment"), as_json)
+    echo(call(proxy, auth_key_file, "/impairment"), as_json)
 
 
 @proxy_group.command("set")
 @click.argument("spec")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="forward", show_default=True)
 @proxy_options
-def set_spec(spec: str, direction: str, proxy: str, as_json: bool) -> None:
+def set_spec(
+    spec: str, direction: str, proxy: str, auth_key_file: str | None, as_json: bool
+) -> None:
     """Impair one direction with SPEC (netem syntax; "" for none). `seed N` in SPEC restarts
     the model from that seed; without it the random stream carries on, as `tc qdisc change`.
     An invalid SPEC changes nothing (exit code 2)."""
-    echo(call(proxy, "/impairment", {direction: spec}, "PUT"), as_json)
+    echo(call(proxy, auth_key_file, "/impairment", {direction: spec}, "PUT"), as_json)
 
 
 @proxy_group.command()
 @proxy_options
-def reset(proxy: str, as_json: bool) -> None:
+def reset(proxy: str, auth_key_file: str | None, as_json: bool) -> None:
     """Restore both directions' configured impairment, restarted from its seed (or the replay
     from its first record)."""
-    echo(call(proxy, "/impairment/reset", {}, "POST"), as_json)
+    echo(call(proxy, auth_key_file, "/impairment/reset", {}, "POST"), as_json)
 
 
 COMMANDS = (ctl,)

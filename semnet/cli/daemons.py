@@ -5,6 +5,9 @@ import click
 from semnet.daemons.config import ProxyConfig, ReceiverConfig, SenderConfig, load_config
 from semnet.daemons.service import run
 
+auth_option = click.option(
+    "--auth-key-file", help="shared key: authenticate datagrams and control requests"
+)
 config_option = click.option(
     "--config",
     "config",
@@ -15,6 +18,7 @@ config_option = click.option(
 
 @click.command()
 @config_option
+@auth_option
 @click.option("--http", help="host:port for `semnet send` and /metrics")
 @click.option("--data-to", help="host:port the datagrams go to (the proxy)")
 @click.option("--receiver-http", help="host:port of the receiver's side channel")
@@ -32,6 +36,7 @@ def sender(config: str | None, **flags) -> None:
 
 @click.command()
 @config_option
+@auth_option
 @click.option("--listen", help="host:port to receive datagrams on")
 @click.option("--forward", help="host:port to forward datagrams to")
 @click.option("--http", help="host:port for run-time control and /metrics")
@@ -65,6 +70,7 @@ def proxy(config: str | None, **flags) -> None:
 
 @click.command()
 @config_option
+@auth_option
 @click.option("--listen", help="host:port to receive datagrams on")
 @click.option("--http", help="host:port for the reference channel and /metrics")
 @click.option("--fill", help="zero | mean")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from semnet.cli.auth import key_option, load_key
 from semnet.errors import SemnetError
 
 
@@ -25,10 +26,18 @@ from semnet.errors import SemnetError
     help="repeat forever, this many seconds "
     "apart (a feeder that keeps dashboards filled); Ctrl-C stops",
 )
-def send(images: tuple[str, ...], sender: str, as_json: bool, every: float | None) -> None:
+@key_option
+def send(
+    images: tuple[str, ...],
+    sender: str,
+    as_json: bool,
+    every: float | None,
+    auth_key_file: str | None,
+) -> None:
     """Send IMAGES through the testbed and print what the receiver reported."""
     from semnet.client import send_image
 
+    key = load_key(auth_key_file)
     files = []
     for path in images:
         try:
@@ -39,7 +48,7 @@ def send(images: tuple[str, ...], sender: str, as_json: bool, every: float | Non
         reports = []
         for name, data in files:
             try:
-                report = send_image(sender, name, data)
+                report = send_image(sender, name, data, key=key)
             except SemnetError as exc:
                 if every is None:
                     raise

@@ -10,6 +10,7 @@ descriptor alone; the payload is nothing but packed values.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -62,7 +63,9 @@ class Layout:
         return packed_size(len(self.elements(index)), self.bits)
 
 
-@functools.lru_cache(maxsize=64)
+# Frames differ by interleaving seed, so entries serve one frame in flight each; 16 bounds the
+# memory a hostile stream of large descriptors can pin (about 8 MB per entry at max_pixels).
+@functools.lru_cache(maxsize=16)
 def _layout(
     shape: tuple[int, int, int],
     partition: PartitionSpec,
@@ -84,9 +87,18 @@ def layout(desc: FrameDescriptor) -> Layout:
 
 
 def packetize(
-    q: np.ndarray, desc: FrameDescriptor, stream: int, frame: int, first_seq: int
+    q: np.ndarray,
+    desc: FrameDescriptor,
+    stream: int,
+    frame: int,
+    first_seq: int,
+    key: bytes | None = None,
 ) -> list[bytes]:
-    """Encode a quantized latent into the frame's datagrams, numbered from ``first_seq``."""
+    """Encode a quantized latent into the frame's datagrams, numbered from ``first_seq``.
+
+    An authenticated descriptor needs ``key``; its per-datagram capacity already leaves room for
+    the tag, so every datagram stays within ``datagram_size``.
+    """
     if q.shape != desc.latent:
         raise ConfigError(f"latent shape {q.shape} does not match descriptor {desc.latent}")
     lay = layout(desc)
@@ -102,18 +114,25 @@ def packetize(
                 count=lay.count,
                 descriptor=desc,
                 payload=pack_bits(send[i * step : (i + 1) * step], lay.bits),
-            )
+            ),
+            key,
         )
         for i in range(lay.count)
     ]
 
 
 def check_payload(dg: Datagram) -> None:
-    """Reject a datagram whose count or payload length disagrees with its descriptor's layout."""
-    lay = layout(dg.descriptor)
-    if dg.count != lay.count:
-        raise WireError("bad_field", f"count {dg.count} != layout count {lay.count}")
-    expected = lay.payload_size(dg.index)
+    """Reject a datagram whose count or payload length disagrees with its descriptor's layout.
+
+    Arithmetic only, no layout built: a forged descriptor (up to MAX_LATENT_ELEMENTS) must not
+    cost the receiver an index array per datagram.
+    """
+    desc = dg.descriptor
+    total, step = math.prod(desc.latent), desc.per_datagram
+    count = -(-total // step)
+    if dg.count != count:
+        raise WireError("bad_field", f"count {dg.count} != layout count {count}")
+    expected = packed_size(min(step, total - dg.index * step), desc.quant.bits)
     if len(dg.payload) != expected:
         raise WireError("payload_length", f"{len(dg.payload)} bytes != {expected}")
 

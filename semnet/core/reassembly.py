@@ -6,6 +6,12 @@ structure is bounded (frames in flight, buffered bytes, remembered deliveries, t
 so a flood or a garbage stream costs counters, not memory. Each datagram lands in exactly one
 bucket: ``datagrams == accepted + duplicates + late + malformed``.
 
+A stream may hold at most ``max_stream_frames`` frames in flight, so a flood on one stream evicts
+its own frames, not another stream's; and when a cap must evict, frames announced on the side
+channel (a sender waits for them) go last, so a flood of unannounced frames on many streams
+evicts its own. With a key, only authenticated datagrams get in, and an anti-replay window per
+stream refuses authentic datagrams older than the window (``replay``).
+
 Clock readings must come from a monotonic clock; one that steps back is treated as standing
 still, so deadlines stay ordered by first arrival and expire in that order.
 """
@@ -15,8 +21,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from semnet.core.auth import Replay, ReplayWindow
 from semnet.core.packetize import check_payload
-from semnet.core.seqnum import SeqClass, SequenceTracker
+from semnet.core.seqnum import SeqClass, SequenceTracker, seq_diff
 from semnet.core.wire import Datagram, FrameDescriptor, parse
 from semnet.errors import ConfigError, WireError
 
@@ -59,7 +66,8 @@ class ReassemblyCounters:
     late: int = 0  # for a frame already delivered
     malformed: int = 0  # total of malformed_by_reason
     malformed_by_reason: dict[str, int] = field(default_factory=dict)
-    evicted_frames: int = 0  # delivered incomplete to respect max_frames or max_bytes
+    evicted_frames: int = 0  # delivered incomplete to respect a cap; total of the next
+    evicted_by_reason: dict[str, int] = field(default_factory=dict)  # cap name -> frames
     evicted_streams: int = 0  # sequence trackers forgotten to respect max_streams
     frames_complete: int = 0
     frames_incomplete: int = 0  # at deadline, on eviction or at flush
@@ -69,14 +77,19 @@ class ReassemblyCounters:
         self.malformed += 1
         self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
 
+    def count_eviction(self, cap: str) -> None:
+        """Count one frame cut short by the cap named ``cap``."""
+        self.evicted_frames += 1
+        self.evicted_by_reason[cap] = self.evicted_by_reason.get(cap, 0) + 1
+
 
 class Reassembler:
     """Groups datagrams into frames and decides when each frame is done.
 
     ``deadline`` is seconds after a frame's first datagram at which it is delivered as is.
     ``recent`` delivered keys are remembered so later datagrams for them count as late instead
-    of starting a phantom frame; ``max_streams`` sequence trackers are kept, least recent first
-    out.
+    of starting a phantom frame; ``max_streams`` sequence trackers (and replay windows) are
+    kept, least recent first out. ``key`` switches on authentication.
     """
 
     def __init__(
@@ -86,6 +99,8 @@ class Reassembler:
         max_bytes: int = 64 * 2**20,
         recent: int = 1024,
         max_streams: int = 64,
+        max_stream_frames: int = 16,
+        key: bytes | None = None,
     ) -> None:
         if not deadline > 0:
             raise ConfigError(f"deadline: must be > 0 seconds, got {deadline}")
@@ -94,6 +109,7 @@ class Reassembler:
             ("max_bytes", max_bytes),
             ("recent", recent),
             ("max_streams", max_streams),
+            ("max_stream_frames", max_stream_frames),
         ):
             if value < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {value}")
@@ -102,10 +118,15 @@ class Reassembler:
         self.max_bytes = max_bytes
         self.recent = recent
         self.max_streams = max_streams
+        self.max_stream_frames = max_stream_frames
+        self.key = key
         self.counters = ReassemblyCounters()
         self._pending: OrderedDict[FrameKey, AssembledFrame] = OrderedDict()
+        self._per_stream: dict[int, int] = {}  # frames in flight per stream
+        self._announced: OrderedDict[FrameKey, None] = OrderedDict()  # evicted last
         self._delivered: OrderedDict[FrameKey, None] = OrderedDict()
         self._trackers: OrderedDict[int, SequenceTracker] = OrderedDict()
+        self._windows: dict[int, ReplayWindow] = {}  # keyed like _trackers, evicted with them
         self._buffered = 0
         self._clock = float("-inf")
 
@@ -131,7 +152,7 @@ class Reassembler:
         """Parse and validate raw bytes, then offer them; malformed ones are counted, not raised."""
         out = self.poll(now)
         try:
-            dg = parse(data)
+            dg = parse(data, self.key)
             check_payload(dg)
         except WireError as exc:
             self.counters.datagrams += 1
@@ -165,7 +186,10 @@ class Reassembler:
                 c.count_malformed("inconsistent")
                 return out
         seq_class = self._track(dg.stream, dg.seq)
-        if seq_class is SeqClass.DUPLICATE:
+        if seq_class is Replay.OLD:
+            c.count_malformed("replay")
+            return out
+        if seq_class is SeqClass.DUPLICATE or seq_class is Replay.DUPLICATE:
             c.duplicates += 1
             return out
         if key in self._delivered:
@@ -180,6 +204,7 @@ class Reassembler:
                 dg.stream, dg.frame, dg.descriptor, {}, dg.count, False, now, now
             )
             self._pending[key] = frame
+            self._per_stream[dg.stream] = self._per_stream.get(dg.stream, 0) + 1
         frame.datagrams[dg.index] = dg
         frame.last_arrival = now
         frame.size += size
@@ -187,12 +212,26 @@ class Reassembler:
         if len(frame.datagrams) == frame.count:
             frame.complete = True
             out.append(self._deliver(key))
+        if self._per_stream.get(dg.stream, 0) > self.max_stream_frames:
+            c.count_eviction("max_stream_frames")
+            out.append(self._deliver(self._victim(dg.stream)))
         while self._pending and (
             len(self._pending) > self.max_frames or self._buffered > self.max_bytes
         ):
-            c.evicted_frames += 1
-            out.append(self._deliver(next(iter(self._pending))))
+            c.count_eviction("max_frames" if len(self._pending) > self.max_frames else "max_bytes")
+            out.append(self._deliver(self._victim()))
         return out
+
+    def _victim(self, stream: int | None = None) -> FrameKey:
+        """The frame a cap evicts: the oldest unannounced one (of ``stream`` if given), else the
+        oldest. Scans at most the frames in flight, and announced ones are few."""
+        oldest = None
+        for key in self._pending:
+            if stream is None or key[0] == stream:
+                if key not in self._announced:
+                    return key
+                oldest = oldest or key
+        return oldest
 
     def poll(self, now: float) -> list[AssembledFrame]:
         """Deliver, incomplete, every frame whose deadline is at or before ``now``."""
@@ -215,21 +254,51 @@ class Reassembler:
         """Deliver every pending frame as it stands (shutdown)."""
         return [self._deliver(key) for key in list(self._pending)]
 
-    def _track(self, stream: int, seq: int) -> SeqClass:
-        """Classify ``seq`` on its stream's tracker, making room for a new stream if needed."""
+    def announce(self, stream: int, frame: int, first_seq: int) -> None:
+        """A sender said, on the reliable (and, with a key, signed) side channel, that it sends
+        ``frame`` from ``first_seq`` on. The frame is evicted last. If ``first_seq`` is not ahead
+        of what the stream has seen, the sender restarted: forget the stream's sequence state so
+        the new numbers are not taken for duplicates, replays or a jump."""
+        self._announced[(stream, frame)] = None
+        if len(self._announced) > self.recent:
+            self._announced.popitem(last=False)
+        tracker = self._trackers.get(stream)
+        if tracker is not None and seq_diff(first_seq, tracker.highest) <= 0:
+            self._trackers[stream] = SequenceTracker()
+        window = self._windows.get(stream)
+        if window is not None and seq_diff(first_seq, window.highest) <= 0:
+            window.restart(first_seq)
+
+    def _track(self, stream: int, seq: int) -> SeqClass | Replay:
+        """Classify ``seq`` on its stream's replay window (with a key) and tracker, making room
+        for a new stream if needed."""
         tracker = self._trackers.get(stream)
         if tracker is None:
             if len(self._trackers) >= self.max_streams:
-                self._trackers.popitem(last=False)
+                old, _ = self._trackers.popitem(last=False)
+                self._windows.pop(old, None)
                 self.counters.evicted_streams += 1
             tracker = self._trackers[stream] = SequenceTracker()
         else:
             self._trackers.move_to_end(stream)
+        if self.key is not None:
+            window = self._windows.get(stream)
+            if window is None:
+                window = self._windows[stream] = ReplayWindow()
+            verdict = window.check(seq)
+            if verdict is not Replay.NEW:
+                return verdict
         return tracker.update(seq)
 
     def _deliver(self, key: FrameKey) -> AssembledFrame:
         """Take a frame out of flight, remember its key, count it complete or incomplete."""
         frame = self._pending.pop(key)
+        self._announced.pop(key, None)
+        left = self._per_stream[key[0]] - 1
+        if left:
+            self._per_stream[key[0]] = left
+        else:
+            del self._per_stream[key[0]]
         self._buffered -= frame.size
         self._delivered[key] = None
         if len(self._delivered) > self.recent:

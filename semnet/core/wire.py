@@ -4,6 +4,12 @@ Every datagram stands alone: the descriptor repeats in each one so that losing a
 the first included, never loses more than its own payload. All fields are in network byte
 order. The parser is strict and raises only :class:`WireError`; its ``reason`` slug is a
 metric label, so it names the first thing that was wrong.
+
+With flag bit 1 (authenticated) a 16-byte truncated HMAC-SHA256 follows the payload. The tag
+covers every byte before it with the crc field read as zero; the crc covers every byte, the tag
+included, so a flipped bit anywhere is still ``checksum`` (corruption) and only a datagram
+whose crc is right but whose tag is not is ``auth`` (forged or altered on purpose). The tag is
+checked before any descriptor field is trusted.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
+from semnet.core.auth import TAG_SIZE, tag, tag_ok
 from semnet.errors import ConfigError, WireError
 
 MAGIC = 0x53
 VERSION = 1
 FLAG_INTERLEAVED = 0x01
+FLAG_AUTHENTICATED = 0x02
+KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED
 MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
 # Bounds memory a receiver spends on one (possibly forged) descriptor: 4 Mi latent elements.
 MAX_LATENT_ELEMENTS = 1 << 22
@@ -126,6 +135,7 @@ class FrameDescriptor:
     interleave: bool
     seed: int
     datagram_size: int
+    authenticated: bool = False  # a tag follows the payload: fewer elements per datagram
 
     def __post_init__(self) -> None:
         _check_int("codec_id", self.codec_id, 0, 0xFFFF)
@@ -139,16 +149,22 @@ class FrameDescriptor:
         elements = math.prod(self.latent)
         _check_int("latent elements", elements, 1, MAX_LATENT_ELEMENTS)
         _check_int("seed", self.seed, 0, 0xFFFFFFFF)
-        _check_int("datagram_size", self.datagram_size, HEADER_SIZE + 3, MAX_DATAGRAM)
+        object.__setattr__(self, "authenticated", bool(self.authenticated))
+        _check_int("datagram_size", self.datagram_size, self.overhead + 3, MAX_DATAGRAM)
         if not isinstance(self.quant, QuantSpec) or not isinstance(self.partition, PartitionSpec):
             raise ConfigError("descriptor needs a QuantSpec and a PartitionSpec")
         object.__setattr__(self, "interleave", bool(self.interleave))
         _check_int("datagram count", math.ceil(elements / self.per_datagram), 1, MAX_COUNT)
 
     @property
+    def overhead(self) -> int:
+        """Bytes of a datagram that are not payload: header, descriptor and any tag."""
+        return HEADER_SIZE + TAG_SIZE if self.authenticated else HEADER_SIZE
+
+    @property
     def per_datagram(self) -> int:
         """Latent elements one datagram carries: as many as fit its payload bytes."""
-        return (self.datagram_size - HEADER_SIZE) * 8 // self.quant.bits
+        return (self.datagram_size - self.overhead) * 8 // self.quant.bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +195,14 @@ def _descriptor_bytes(desc: FrameDescriptor) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _descriptor(raw: bytes, scheme: int, interleave: bool) -> FrameDescriptor:
+def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
     """Build (once per distinct descriptor) the object for 30 raw bytes; raises ConfigError."""
     codec, img_h, img_w, c, h, w, kind, bits, lo, hi, a, b, seed, size = _DESCRIPTOR.unpack(raw)
     quant, partition = QuantSpec(kind, bits, lo, hi), PartitionSpec(scheme, a, b)
-    return FrameDescriptor(codec, img_h, img_w, (c, h, w), quant, partition, interleave, seed, size)
+    interleave, authenticated = bool(flags & FLAG_INTERLEAVED), bool(flags & FLAG_AUTHENTICATED)
+    return FrameDescriptor(
+        codec, img_h, img_w, (c, h, w), quant, partition, interleave, seed, size, authenticated
+    )
 
 
 def _crc(data: bytes | bytearray) -> int:
@@ -194,24 +213,39 @@ def _crc(data: bytes | bytearray) -> int:
     return zlib.crc32(view[_HEADER.size :], crc)
 
 
-def encode(dg: Datagram) -> bytes:
-    """Serialise a datagram; WireError("oversized") if it exceeds its descriptor's size."""
+def encode(dg: Datagram, key: bytes | None = None) -> bytes:
+    """Serialise a datagram, tagged with ``key`` when its descriptor is authenticated.
+
+    WireError("oversized") if it exceeds its descriptor's size; ConfigError if the key is
+    missing for an authenticated descriptor or given for one that is not.
+    """
     desc = dg.descriptor
-    size = HEADER_SIZE + len(dg.payload)
+    if desc.authenticated != (key is not None):
+        raise ConfigError("an authenticated descriptor needs a key, and only it takes one")
+    size = desc.overhead + len(dg.payload)
     if size > desc.datagram_size:
         raise WireError("oversized", f"{size} bytes > datagram_size {desc.datagram_size}")
-    flags = FLAG_INTERLEAVED if desc.interleave else 0
+    flags = (FLAG_INTERLEAVED if desc.interleave else 0) | (
+        FLAG_AUTHENTICATED if desc.authenticated else 0
+    )
     buf = bytearray(size)
     addressing = (dg.stream, dg.index, dg.count, dg.seq, dg.frame, 0)
     _HEADER.pack_into(buf, 0, MAGIC, VERSION, flags, desc.partition.scheme, *addressing)
     buf[_HEADER.size : HEADER_SIZE] = _descriptor_bytes(desc)
-    buf[HEADER_SIZE:] = dg.payload
+    end = HEADER_SIZE + len(dg.payload)
+    buf[HEADER_SIZE:end] = dg.payload
+    if key is not None:
+        buf[end:] = tag(key, memoryview(buf)[:end])
     struct.pack_into(">I", buf, _CRC_OFFSET, _crc(buf))
     return bytes(buf)
 
 
-def parse(data: bytes) -> Datagram:
-    """Validate and decode one datagram; raises only WireError, whatever the bytes."""
+def parse(data: bytes, key: bytes | None = None) -> Datagram:
+    """Validate and decode one datagram; raises only WireError, whatever the bytes.
+
+    With ``key`` only authenticated datagrams with a valid tag pass (else ``unauthenticated``
+    or ``auth``); without one, authenticated datagrams are refused as ``auth_no_key``.
+    """
     n = len(data)
     if n < HEADER_SIZE:
         raise WireError("truncated", f"{n} bytes < header {HEADER_SIZE}")
@@ -224,12 +258,25 @@ def parse(data: bytes) -> Datagram:
         raise WireError("bad_version", str(version))
     if crc != _crc(data):
         raise WireError("checksum")
-    if flags & ~FLAG_INTERLEAVED:
+    if flags & ~KNOWN_FLAGS:
         raise WireError("bad_flags", f"0x{flags:02x}")
+    end = n
+    if flags & FLAG_AUTHENTICATED:
+        if key is None:
+            raise WireError("auth_no_key", "authenticated datagram, no key configured")
+        end = n - TAG_SIZE
+        if end < HEADER_SIZE:
+            raise WireError("truncated", f"{n} bytes < header and tag {HEADER_SIZE + TAG_SIZE}")
+        signed = bytearray(data[:end])
+        signed[_CRC_OFFSET : _HEADER.size] = b"\0\0\0\0"
+        if not tag_ok(key, signed, memoryview(data)[end:]):
+            raise WireError("auth", "tag does not match")
+    elif key is not None:
+        raise WireError("unauthenticated", "no tag, and a key is configured")
     try:
-        desc = _descriptor(bytes(data[_HEADER.size : HEADER_SIZE]), scheme, bool(flags))
+        desc = _descriptor(bytes(data[_HEADER.size : HEADER_SIZE]), scheme, flags)
         if n > desc.datagram_size:
             raise WireError("oversized", f"{n} bytes > datagram_size {desc.datagram_size}")
-        return Datagram(stream, seq, frame, index, count, desc, bytes(data[HEADER_SIZE:]))
+        return Datagram(stream, seq, frame, index, count, desc, bytes(data[HEADER_SIZE:end]))
     except ConfigError as exc:
         raise WireError("bad_field", str(exc)) from None

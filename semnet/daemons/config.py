@@ -1,10 +1,16 @@
-"""Daemon configs (configs/*.yaml). A CLI flag overrides the file; every key is validated."""
+"""Daemon configs (configs/*.yaml). A CLI flag overrides the file; every key is validated.
 
+Control ports (``http``) bind to 127.0.0.1 by default: exposing one is a deliberate choice, and
+with a key set every control request must be signed (see semnet.core.auth).
+"""
+
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semnet.config import check, load, read_yaml
+from semnet.core.auth import check_key
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
 
@@ -22,7 +28,35 @@ positive = check(lambda v: v > 0, "must be > 0")
 
 
 @dataclass(frozen=True)
-class SenderConfig:
+class AuthKeys:
+    """Where the shared key lives: a file or an environment variable (never the config itself,
+    so configs can be shared and logged). Keys are used as bytes, surrounding whitespace cut."""
+
+    auth_key_file: str | None = None
+    auth_key_env: str | None = None
+
+    def load_auth_key(self) -> bytes | None:
+        """The key, or None when authentication is off; errors name the key, never its value."""
+        if self.auth_key_file is not None and self.auth_key_env is not None:
+            raise ConfigError("auth_key_file, auth_key_env: set one, not both")
+        if self.auth_key_file is not None:
+            try:
+                key = Path(self.auth_key_file).read_bytes()
+            except OSError as exc:
+                raise ConfigError(
+                    f"auth_key_file: cannot read {self.auth_key_file} ({exc.strerror})"
+                ) from None
+            return check_key(key.strip(), "auth_key_file")
+        if self.auth_key_env is not None:
+            value = os.environ.get(self.auth_key_env)
+            if value is None:
+                raise ConfigError(f"auth_key_env: ${self.auth_key_env} is not set")
+            return check_key(os.fsencode(value).strip(), "auth_key_env")
+        return None
+
+
+@dataclass(frozen=True)
+class SenderConfig(AuthKeys):
     http: str = field(default="127.0.0.1:7000", metadata=address)  # semnet send + /metrics
     data_to: str = field(default="127.0.0.1:7100", metadata=address)  # proxy (or receiver) UDP
     receiver_http: str = field(default="127.0.0.1:7201", metadata=address)  # reference channel
@@ -36,14 +70,20 @@ class SenderConfig:
     bits: int | None = None
     stream: int = field(default=1, metadata=check(lambda v: 0 <= v < 65536, "must be a u16"))
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
+    # None: from the clock, so a restart never reuses ids; a number pins the frame ids (and so
+    # the interleaving) for online runs that must repeat exactly.
+    first_frame: int | None = field(
+        default=None, metadata=check(lambda v: v is None or 0 <= v < 2**32, "must be a u32")
+    )
     rate_mbps: float = field(default=200.0, metadata=positive)  # pacing of datagrams
     report_timeout: float = field(default=15.0, metadata=positive)
+    max_pixels: int = field(default=2**22, metadata=positive)  # largest image taken by /send
     device: str = "auto"
     threads: int = field(default=2, metadata=check(lambda v: v >= 0, "must be >= 0"))
 
 
 @dataclass(frozen=True)
-class ProxyConfig:
+class ProxyConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7100", metadata=address)
     forward: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7101", metadata=address)
@@ -64,7 +104,7 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
-class ReceiverConfig:
+class ReceiverConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
     fill: str = "zero"
@@ -74,7 +114,10 @@ class ReceiverConfig:
     output: str = "received"  # folder for reconstructions
     save_images: bool = True
     max_frames: int = field(default=64, metadata=positive)
-    max_bytes: int = field(default=64 * 2**20, metadata=positive)
+    max_bytes: int = field(default=64 * 2**20, metadata=positive)  # datagrams held in flight
+    max_stream_frames: int = field(default=16, metadata=positive)  # frames in flight per stream
+    max_pixels: int = field(default=2**22, metadata=positive)  # largest image decoded or held
+    max_reference_bytes: int = field(default=64 * 2**20, metadata=positive)  # images held
     device: str = "auto"
     threads: int = field(default=2, metadata=check(lambda v: v >= 0, "must be >= 0"))
 

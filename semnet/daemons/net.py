@@ -2,8 +2,10 @@
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from semnet.errors import ConfigError
 
@@ -37,6 +39,29 @@ def udp_socket(bind: tuple[str, int] | None = None, family: int = socket.AF_INET
     if bind is not None:
         sock.bind(bind)
     return sock
+
+
+def udp_drops(*, inode: int | None = None, port: int | None = None) -> int | None:
+    """Datagrams the kernel dropped on a UDP socket (its receive queue was full), found by inode
+    or local port in /proc/net/udp{,6}: the loss no daemon counter can see. None if not found
+    (not Linux, or no such socket)."""
+    for name in ("udp", "udp6"):
+        try:
+            lines = Path("/proc/self/net", name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if inode is not None and int(cols[9]) != inode:
+                continue
+            if port is not None and int(cols[1].rpartition(":")[2], 16) != port:
+                continue
+            return int(cols[12])
+    return None
+
+
+def socket_inode(sock: socket.socket) -> int:
+    return os.fstat(sock.fileno()).st_ino
 
 
 def drain(sock: socket.socket, handle: Callable[[bytes, tuple], None]) -> Callable[[], None]:

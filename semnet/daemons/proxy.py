@@ -45,7 +45,7 @@ from semnet.core.impair import (
 from semnet.daemons.config import ProxyConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import drain, format_address, parse_address, udp_socket
-from semnet.daemons.service import metrics_route, serve_http
+from semnet.daemons.service import control_app, metrics_route, serve_http
 from semnet.errors import ConfigError
 
 log = logging.getLogger("semnet.proxy")
@@ -390,7 +390,7 @@ async def run_proxy(proxy: Proxy, stop: asyncio.Event) -> None:
     proxy.sock = udp_socket(parse_address(cfg.listen, "listen"))
     loop = asyncio.get_running_loop()
     loop.add_reader(proxy.sock.fileno(), drain(proxy.sock, proxy.on_datagram))
-    app = web.Application()
+    app = control_app(cfg.load_auth_key(), proxy.registry)
     app.add_routes(
         [
             metrics_route(proxy.registry),

@@ -5,12 +5,18 @@ runs on one worker thread so the socket keeps draining meanwhile. The sender pos
 reference image on the HTTP side channel (which bypasses the proxy) before sending datagrams,
 then asks for the frame's report; a frame whose datagrams were all lost is decoded from fill
 alone once the report wait runs out, so every announced frame is reported.
+
+Hostile input costs counters, not memory: the reassembler's caps bound datagrams in flight,
+frames with a reference (a sender waits for them) are decoded before those without, of which at
+most BACKLOG wait (more are dropped, counted), a frame is decoded only if its descriptor is what
+its codec makes of an image of at most ``max_pixels``, and references are capped in number and
+bytes. With a key, datagrams and control requests must be authenticated.
 """
 
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +31,15 @@ from semnet.core.reassembly import AssembledFrame, Reassembler
 from semnet.core.wire import parse
 from semnet.daemons.config import ReceiverConfig
 from semnet.daemons.metrics import FrameQuality, LiveCounters, Sample
-from semnet.daemons.net import drain, format_address, parse_address, udp_socket
-from semnet.daemons.service import metrics_route, serve_http
+from semnet.daemons.net import (
+    drain,
+    format_address,
+    parse_address,
+    socket_inode,
+    udp_drops,
+    udp_socket,
+)
+from semnet.daemons.service import control_app, metrics_route, serve_http
 from semnet.errors import SemnetError
 from semnet.images import save_png
 from semnet.models import zoo
@@ -37,40 +50,55 @@ from semnet.pipeline.tensors import pick_device
 log = logging.getLogger("semnet.receiver")
 MAX_REFERENCES = 64
 LOST_GRACE = 1.0  # seconds past the deadline before an announced frame with nothing is lost
+BACKLOG = 4  # frames without a reference waiting for the decoder; nobody waits for their report
+ORPHAN_AFTER = 10.0  # seconds past deadline + grace: a frame nobody asked about is given up
 
 
 @dataclass
 class Reference:
     name: str
-    image: np.ndarray
+    image: np.ndarray | None  # released once the frame is decoded; the report stays
     first_datagram: bytes  # its descriptor lets a wholly lost frame still be decoded
     count: int
     report: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    queued: bool = False  # its frame (or, given up, a fill-only stand-in) went to the decoder
 
 
 class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
+        self.key = cfg.load_auth_key()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         self.fill_name = cfg.fill
         self.decoder = FrameDecoder(self.codec_for, get_fill(cfg.fill), self.device)
-        self.reassembler = Reassembler(cfg.deadline, cfg.max_frames, cfg.max_bytes)
+        self.reassembler = Reassembler(
+            cfg.deadline,
+            cfg.max_frames,
+            cfg.max_bytes,
+            max_stream_frames=cfg.max_stream_frames,
+            key=self.key,
+        )
         self.references: OrderedDict[tuple[int, int], Reference] = OrderedDict()
+        self.reference_bytes = 0
         self.received = 0
         self.bytes_received = 0
         self.frames_decoded = 0
         self.frames_lost = 0
+        self.frames_dropped: dict[str, int] = {}  # delivered by the reassembler, not decoded
         self.references_evicted = 0
         self.registry = CollectorRegistry()
         self.registry.register(LiveCounters(self.samples))
         self.quality = FrameQuality(self.registry)
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
-        self.queue: asyncio.Queue[AssembledFrame] = asyncio.Queue()
+        self.urgent: deque[AssembledFrame] = deque()  # someone waits for their report
+        self.backlog: deque[AssembledFrame] = deque()
+        self.wake = asyncio.Event()
         self.timer: asyncio.TimerHandle | None = None
+        self.sock_inode: int | None = None
 
     def codec_for(self, codec_id: int):
         return zoo.load(zoo.entry_by_id(codec_id).name).to(self.device)
@@ -83,8 +111,25 @@ class Receiver:
 
     def enqueue(self, frames: list[AssembledFrame]) -> None:
         for f in frames:
-            self.queue.put_nowait(f)
+            self.schedule(f)
         self.arm_timer()
+
+    def schedule(self, frame: AssembledFrame) -> None:
+        """Queue a frame for decoding: first in line if a report waits for it, else in the
+        bounded backlog, else dropped (a flood of bogus frames must not queue without end)."""
+        ref = self.references.get((frame.stream, frame.frame))
+        if ref is not None:
+            ref.queued = True
+            self.urgent.append(frame)
+        elif len(self.backlog) < BACKLOG:
+            self.backlog.append(frame)
+        else:
+            self.count_dropped("backlog")
+            return
+        self.wake.set()
+
+    def count_dropped(self, reason: str) -> None:
+        self.frames_dropped[reason] = self.frames_dropped.get(reason, 0) + 1
 
     def arm_timer(self) -> None:
         deadline = self.reassembler.next_deadline()
@@ -103,23 +148,65 @@ class Receiver:
     async def decode_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            frame = await self.queue.get()
+            while not (self.urgent or self.backlog):
+                self.wake.clear()
+                await self.wake.wait()
+            frame = (self.urgent or self.backlog).popleft()
+            key = (frame.stream, frame.frame)
             try:
                 report = await loop.run_in_executor(self.worker, self.finish, frame)
-            except SemnetError as exc:  # e.g. a codec id the zoo does not have
-                log.warning("frame %d of stream %d dropped: %s", frame.frame, frame.stream, exc)
-                continue
-            ref = self.references.pop((frame.stream, frame.frame), None)
+            except SemnetError as exc:  # a codec id the zoo lacks, a descriptor it cannot make
+                report = self.undecodable(frame, "undecodable", exc)
+            except Exception as exc:  # a bug must not stop the decoding of every later frame
+                log.exception("decoding frame %d of stream %d failed", frame.frame, frame.stream)
+                report = self.undecodable(frame, "decode_error", exc)
+            ref = self.references.get(key)
             if ref is not None and not ref.report.done():
+                self.release(ref)
                 ref.report.set_result(report)
+
+    def release(self, ref: Reference) -> None:
+        """Drop a reference's image (the memory); its report can still be fetched."""
+        if ref.image is not None:
+            self.reference_bytes -= ref.image.nbytes
+            ref.image = None
+
+    def undecodable(self, frame: AssembledFrame, reason: str, exc: Exception) -> dict:
+        """Count a frame that could not be decoded; the report says why."""
+        self.count_dropped(reason)
+        if (frame.stream, frame.frame) in self.references:  # bogus frames log nothing each
+            log.warning("frame %d of stream %d dropped: %s", frame.frame, frame.stream, exc)
+        return {
+            "stream": frame.stream,
+            "frame": frame.frame,
+            "datagrams_sent": frame.count,
+            "datagrams_received": frame.received,
+            "error": f"receiver could not decode: {exc}",
+        }
+
+    def check_decodable(self, frame: AssembledFrame) -> None:
+        """Refuse a descriptor its codec would not have produced, or one too large: forged ones
+        must not reach torch (shape errors) or allocate for a huge image."""
+        desc = frame.descriptor
+        pixels = desc.image_h * desc.image_w
+        if pixels > self.cfg.max_pixels:
+            raise SemnetError(f"{desc.image_h}x{desc.image_w} image > max_pixels")
+        codec = self.codec_for(desc.codec_id)
+        expected = codec.latent_shape(desc.image_h, desc.image_w)
+        if pixels == 0 or desc.latent != expected:
+            raise SemnetError(
+                f"latent {desc.latent} is not the codec's {expected} for the image size"
+            )
 
     def finish(self, frame: AssembledFrame) -> dict:
         """Decode, score, save and count one frame (on the worker thread)."""
+        self.check_decodable(frame)
         decoded = self.decoder.decode(frame)
         ref = self.references.get((frame.stream, frame.frame))
+        image = None if ref is None else ref.image
         quality = (
-            score(decoded.image, ref.image)
-            if ref is not None and ref.image.shape == decoded.image.shape
+            score(decoded.image, image)
+            if image is not None and image.shape == decoded.image.shape
             else {}
         )
         name = ref.name if ref is not None else f"s{frame.stream}-f{frame.frame}"
@@ -175,19 +262,41 @@ class Receiver:
             msg = msgpack.unpackb(await request.read())
             key = (int(msg["stream"]), int(msg["frame"]))
             h, w = int(msg["height"]), int(msg["width"])
+            if h * w > self.cfg.max_pixels:
+                raise ValueError(f"{h}x{w} image > max_pixels")
             image = np.frombuffer(msg["image"], dtype=np.uint8).reshape(h, w, 3)
             first = bytes(msg["first_datagram"])
-            parse(first)
+            dg = parse(first, self.key)
+            if (dg.stream, dg.frame, dg.index) != (*key, 0):
+                raise ValueError("first_datagram is not datagram 0 of this frame")
             ref = Reference(str(msg["name"]), image, first, int(msg["count"]))
         except (ValueError, KeyError, TypeError, SemnetError, msgpack.UnpackException) as exc:
             raise web.HTTPBadRequest(text=f"bad reference: {exc}") from None
+        self.reassembler.announce(dg.stream, dg.frame, dg.seq)
+        old = self.references.pop(key, None)
+        if old is not None:
+            self.release(old)
         self.references[key] = ref
-        while len(self.references) > MAX_REFERENCES:
+        self.reference_bytes += image.nbytes
+        while len(self.references) > MAX_REFERENCES or (
+            self.reference_bytes > self.cfg.max_reference_bytes and len(self.references) > 1
+        ):
             _, old = self.references.popitem(last=False)
-            self.references_evicted += 1
+            self.release(old)
             if not old.report.done():
+                self.references_evicted += 1
                 old.report.cancel()
+        delay = self.cfg.deadline + LOST_GRACE + ORPHAN_AFTER
+        asyncio.get_running_loop().call_later(delay, self.give_up, key, ref)
         return web.json_response({"ok": True})
+
+    def give_up(self, key: tuple[int, int], ref: Reference) -> None:
+        """Decode from fill alone an announced frame of which nothing arrived (its datagrams were
+        all lost, or its sender died before sending): every announced frame is counted."""
+        if ref.queued or self.references.get(key) is not ref or self.reassembler.is_pending(*key):
+            return  # decoded or on its way (a pending frame is delivered at its deadline)
+        self.frames_lost += 1
+        self.schedule(lost_frame(parse(ref.first_datagram, self.key)))
 
     async def get_report(self, request: web.Request) -> web.Response:
         key = (int(request.match_info["stream"]), int(request.match_info["frame"]))
@@ -198,12 +307,8 @@ class Receiver:
         try:
             report = await asyncio.wait_for(asyncio.shield(ref.report), wait)
         except TimeoutError:
-            if self.reassembler.is_pending(*key):
-                report = await asyncio.shield(ref.report)
-            else:  # nothing arrived at all: decode from fill alone
-                self.frames_lost += 1
-                self.queue.put_nowait(lost_frame(parse(ref.first_datagram)))
-                report = await asyncio.shield(ref.report)
+            self.give_up(key, ref)
+            report = await asyncio.shield(ref.report)
         except asyncio.CancelledError:
             raise web.HTTPGone(text="reference evicted before the frame was decoded") from None
         return web.json_response(report)
@@ -217,6 +322,11 @@ class Receiver:
             "receiver_bytes_received_total",
             "Bytes that reached the receiver socket",
             self.bytes_received,
+        )
+        yield Sample(
+            "receiver_datagrams_accepted_total",
+            "Datagrams stored in a frame (received = accepted + duplicate + late + malformed)",
+            c.accepted,
         )
         for reason, n in sorted(c.malformed_by_reason.items()):
             yield Sample(
@@ -245,9 +355,32 @@ class Receiver:
             "Announced frames of which nothing arrived",
             self.frames_lost,
         )
+        for cap, n in sorted(c.evicted_by_reason.items()):
+            yield Sample(
+                "receiver_frames_evicted_total",
+                "Frames cut short by a cap (max_frames, max_bytes, max_stream_frames)",
+                n,
+                (("reason", cap),),
+            )
+        for reason, n in sorted(self.frames_dropped.items()):
+            yield Sample(
+                "receiver_frames_dropped_total",
+                "Frames not decoded: decoder backlog full, or descriptor not decodable",
+                n,
+                (("reason", reason),),
+            )
         yield Sample(
-            "receiver_frames_evicted_total", "Frames cut short by the memory caps", c.evicted_frames
+            "receiver_references_evicted_total",
+            "Reference images dropped to respect their caps before their frame was decoded",
+            self.references_evicted,
         )
+        drops = None if self.sock_inode is None else udp_drops(inode=self.sock_inode)
+        if drops is not None:
+            yield Sample(
+                "receiver_socket_drops_total",
+                "Datagrams the kernel dropped on the receiver socket (receive queue full)",
+                drops,
+            )
         yield Sample(
             "receiver_frames_pending",
             "Frames being reassembled",
@@ -269,9 +402,10 @@ def _fmt(v: float | None) -> str:
 async def serve(cfg: ReceiverConfig, stop: asyncio.Event) -> None:
     rx = Receiver(cfg)
     sock = udp_socket(parse_address(cfg.listen, "listen"))
+    rx.sock_inode = socket_inode(sock)
     loop = asyncio.get_running_loop()
     loop.add_reader(sock.fileno(), drain(sock, rx.on_datagram))
-    app = web.Application(client_max_size=256 * 2**20)
+    app = control_app(rx.key, rx.registry, client_max_size=3 * cfg.max_pixels + 2**20)
     app.add_routes(
         [
             metrics_route(rx.registry),

@@ -3,6 +3,10 @@
 Per image: encode and packetize on a worker thread; post the reference image (and one datagram,
 for its descriptor) to the receiver over HTTP, bypassing the proxy; send the datagrams over UDP
 at ``rate_mbps``; then fetch the receiver's report and return it to the client.
+
+With a key, datagrams carry tags and every HTTP request (ours to the receiver, the client's
+/send to us) is signed. Frame ids and sequence numbers start from the wall clock, so a
+restarted sender never reuses the numbers of its last run (see :func:`boot_numbers`).
 """
 
 import asyncio
@@ -20,16 +24,26 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import CollectorRegistry
 
+from semnet.core.auth import HEADER, sign_request
 from semnet.core.partition import parse_spec
 from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import parse_address, udp_socket
-from semnet.daemons.service import metrics_route, serve_http
+from semnet.daemons.service import control_app, metrics_route, serve_http
 from semnet.models import zoo
-from semnet.pipeline.frames import FrameEncoder, PathSettings, SentFrame
+from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
 from semnet.pipeline.tensors import pick_device
 
 log = logging.getLogger("semnet.sender")
+
+
+def boot_numbers(now_ns: int) -> tuple[int, int]:
+    """First frame id and first sequence number of a sender process: the wall clock in ms and
+    µs (mod 2**32). Frames go out far slower than 1000/s and datagrams than 10**6/s, so a
+    restart starts ahead of everything its last run used: its frames are not taken for late
+    ones of that run, nor its datagrams for duplicates or replays. Past the wraps (49.7 days,
+    71.6 min) the receiver's resync on the signed /reference takes over."""
+    return (now_ns // 10**6) % U32, (now_ns // 10**3) % U32
 
 
 class Sender:
@@ -37,14 +51,24 @@ class Sender:
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.key = cfg.load_auth_key()
         device = pick_device(cfg.device)
         entry = zoo.entry(cfg.codec)
         self.codec_name = entry.name
         path = PathSettings(
             parse_spec(cfg.partition), cfg.interleave, cfg.datagram_size, cfg.quant, cfg.bits
         )
+        first_frame, first_seq = boot_numbers(time.time_ns())
         self.encoder = FrameEncoder(
-            zoo.load(entry.name).to(device), entry.codec_id, path, cfg.stream, cfg.seed, device
+            zoo.load(entry.name).to(device),
+            entry.codec_id,
+            path,
+            cfg.stream,
+            cfg.seed,
+            device,
+            first_frame if cfg.first_frame is None else cfg.first_frame,
+            first_seq,
+            self.key,
         )
         self.sock = udp_socket(
             family=socket.AF_INET6 if ":" in parse_address(cfg.data_to)[0] else socket.AF_INET
@@ -64,6 +88,8 @@ class Sender:
             msg = msgpack.unpackb(await request.read())
             name = str(msg["name"])
             with Image.open(io.BytesIO(msg["image"])) as im:
+                if im.width * im.height > self.cfg.max_pixels:  # before decoding it
+                    raise ValueError(f"{im.width}x{im.height} image > max_pixels")
                 image = np.asarray(im.convert("RGB"))
         except (
             KeyError,
@@ -71,6 +97,7 @@ class Sender:
             ValueError,
             msgpack.UnpackException,
             UnidentifiedImageError,
+            Image.DecompressionBombError,
             OSError,
         ) as exc:
             raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
@@ -100,6 +127,7 @@ class Sender:
         report = {
             "stream": self.cfg.stream,
             "frame": sent.frame,
+            "first_seq": sent.first_seq,  # to match the frame against proxy fate traces
             "name": name,
             "codec": self.codec_name,
             "datagrams_sent": len(sent.datagrams),
@@ -117,6 +145,8 @@ class Sender:
         if reference_ok:
             report.update(await self.fetch_report(sent.frame))
             report["datagrams_sent"] = len(sent.datagrams)
+        else:
+            report["error"] = "receiver did not take the reference, so it will not report"
         report["timings"] = {**sent.timings, **report.get("timings", {}), "send": send_time}
         return report
 
@@ -137,9 +167,18 @@ class Sender:
                 log.warning("send failed: %s", exc)
             sent_bytes += len(data)
 
+    def signed(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        """Headers for one request to the receiver: a signature when a key is set."""
+        if self.key is None:
+            return {}
+        return {HEADER: sign_request(self.key, method, path, body, time.time())}
+
     async def post_reference(self, body: bytes) -> bool:
+        headers = self.signed("POST", "/reference", body)
         try:
-            async with self.session.post(f"{self.receiver}/reference", data=body) as r:
+            async with self.session.post(
+                f"{self.receiver}/reference", data=body, headers=headers
+            ) as r:
                 r.raise_for_status()
                 return True
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -148,10 +187,13 @@ class Sender:
             return False
 
     async def fetch_report(self, frame: int) -> dict:
-        url = f"{self.receiver}/report/{self.cfg.stream}/{frame}"
+        path = f"/report/{self.cfg.stream}/{frame}"
         try:
             timeout = aiohttp.ClientTimeout(total=self.cfg.report_timeout)
-            async with self.session.get(url, timeout=timeout) as r:
+            headers = self.signed("GET", path)
+            async with self.session.get(
+                self.receiver + path, timeout=timeout, headers=headers
+            ) as r:
                 r.raise_for_status()
                 return await r.json()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -171,8 +213,11 @@ class Sender:
 
 async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
     tx = Sender(cfg)
-    tx.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    app = web.Application(client_max_size=256 * 2**20)
+    # A fresh connection per request: a restarted receiver never meets a stale pooled one.
+    tx.session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), connector=aiohttp.TCPConnector(force_close=True)
+    )
+    app = control_app(tx.key, tx.registry, client_max_size=256 * 2**20)
     app.add_routes([metrics_route(tx.registry), web.post("/send", tx.post_send)])
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
     log.info(

@@ -3,14 +3,56 @@
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from semnet.core.auth import HEADER, RequestVerifier
+from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import new_event_loop
 
 log = logging.getLogger("semnet")
+OPEN_PATHS = frozenset({"/metrics"})  # Prometheus cannot sign; metrics are read-only
+
+
+def control_app(key: bytes | None, registry: CollectorRegistry, **kwargs: Any) -> web.Application:
+    """The daemon's HTTP app; with a key, every route but /metrics needs a signed request and
+    refusals are exported as ``semnet_http_auth_rejected_total{reason}``."""
+    if key is None:
+        return web.Application(**kwargs)
+    verifier = RequestVerifier(key)
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler):
+        if request.path not in OPEN_PATHS:
+            body = await request.read()  # aiohttp keeps it for the handler
+            header = request.headers.get(HEADER)
+            reason = verifier.verify(header, request.method, request.raw_path, body, time.time())
+            if reason:
+                log.warning(
+                    "refused %s %s from %s: %s",
+                    request.method,
+                    request.path,
+                    request.remote,
+                    reason,
+                )
+                raise web.HTTPUnauthorized(text=f"authentication failed: {reason}")
+        return await handler(request)
+
+    def samples():
+        for reason, n in sorted(verifier.rejected.items()):
+            yield Sample(
+                "http_auth_rejected_total",
+                "Control requests refused by authentication",
+                n,
+                (("reason", reason),),
+            )
+
+    registry.register(LiveCounters(samples))
+    return web.Application(middlewares=[authenticate], **kwargs)
 
 
 def metrics_route(registry: CollectorRegistry) -> web.RouteDef:

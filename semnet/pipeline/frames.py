@@ -53,7 +53,12 @@ class SentFrame:
 
 
 class FrameEncoder:
-    """Sender side: image -> latent -> quantized -> datagrams, numbering frames and sequences."""
+    """Sender side: image -> latent -> quantized -> datagrams, numbering frames and sequences.
+
+    Frame ids and sequence numbers count from ``first_frame`` and ``first_seq``; a daemon starts
+    them where a previous run of it cannot have been (see semnet.daemons.sender.boot_numbers).
+    With ``key`` every datagram is authenticated.
+    """
 
     def __init__(
         self,
@@ -63,11 +68,14 @@ class FrameEncoder:
         stream: int = 1,
         seed: int = 0,
         device: torch.device | None = None,
+        first_frame: int = 0,
+        first_seq: int = 0,
+        key: bytes | None = None,
     ) -> None:
         self.codec, self.codec_id, self.path = codec, codec_id, path
-        self.stream, self.seed = stream, seed
+        self.stream, self.seed, self.key = stream, seed, key
         self.device = device or torch.device("cpu")
-        self.next_frame, self.next_seq = 0, 0
+        self.next_frame, self.next_seq = first_frame % U32, first_seq % U32
 
     def encode(self, image: np.ndarray) -> SentFrame:
         t0 = time.perf_counter()
@@ -96,9 +104,10 @@ class FrameEncoder:
             interleave=self.path.interleave,
             seed=frame_seed(self.seed, frame),
             datagram_size=self.path.datagram_size,
+            authenticated=self.key is not None,
         )
         datagrams = packetize.packetize(
-            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq
+            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq, self.key
         )
         t2 = time.perf_counter()
         sent = SentFrame(
