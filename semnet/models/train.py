@@ -102,7 +102,8 @@ def train(
     if not DATA_MANIFEST.exists():
         raise SemnetError(f"{DATA_MANIFEST} missing: run scripts/install_training_photos.py")
     files = [e["file"] for e in json.loads(DATA_MANIFEST.read_text())]
-    sampler = CropSampler(files, s.scales, s.crop, seed=s.seed + start)
+    # a finished run only needs exporting: skip loading the photos
+    sampler = CropSampler(files, s.scales, s.crop, seed=s.seed + start) if start < total else None
     run_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
     avg = None
