@@ -12,6 +12,8 @@ Each top-level key is a netem option. Its value is either a netem fragment strin
     rate: {rate: 10mbit, packet_overhead: 28, cell_size: 0, cell_overhead: 0}
     slot: {min: 800us, max: 1ms, packets: 10, bytes: 64k}   # or distribution/delay/jitter
     seed: 42
+    link: {channel: rayleigh, snr: 10dB, blocklength: 1024, coderate: 0.4375,
+           subcarriers: 16, power: semantic}                # semnet: docs/wireless.md
 
 Numbers are read as tc reads the same word (``1`` = 1%), except that a time must carry a unit
 unless it is 0: YAML users rarely mean tc's bare nanoseconds.
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from semnet.core.impair.netem import assemble, parse_options
+from semnet.core.impair.netem import assemble, link_from_words, parse_options
 from semnet.core.impair.spec import (
     S32_MAX,
     Chance,
     ImpairSpec,
+    Link,
     Loss,
     LossBurst,
     LossGemodel,
@@ -191,14 +194,34 @@ def _slot(data: object) -> Slot:
     )
 
 
+def _link(data: object) -> Link:
+    where = "link"
+    keys = ("channel", "snr", "blocklength", "coderate", "subcarriers", "power")
+    f = _fields(where, data, keys, required=2)
+    params = {k: _word(f"{where}.{k}", v) for k, v in f.items() if k != "channel"}
+    return link_from_words(_word(f"{where}.channel", f["channel"]), params, where)
+
+
 _BUILDERS = {
     "loss": _loss,
     "duplicate": lambda data: _chance("duplicate", data),
     "corrupt": lambda data: _chance("corrupt", data),
     "rate": _rate,
     "slot": _slot,
+    "link": _link,
 }
-_KEYS = ("limit", "delay", "loss", "duplicate", "corrupt", "reorder", "rate", "slot", "seed")
+_KEYS = (
+    "limit",
+    "delay",
+    "loss",
+    "duplicate",
+    "corrupt",
+    "reorder",
+    "rate",
+    "slot",
+    "seed",
+    "link",
+)
 
 
 def spec_from_mapping(data: Mapping) -> ImpairSpec:

@@ -10,16 +10,19 @@ a keyword given twice (tc keeps the last).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
 from semnet.core.impair.spec import (
     DEFAULT_LIMIT,
     DISTRIBUTIONS,
+    LINK_CHANNELS,
     S32_MAX,
     Chance,
     Delay,
     ImpairSpec,
+    Link,
     Loss,
     LossBurst,
     LossGemodel,
@@ -61,7 +64,10 @@ _KEYWORDS = (
     ("slot", "slot"),
     ("seed", "seed"),
 )
-_SEMNET_KEYWORDS = ("inorder",)  # exact spelling only
+_SEMNET_KEYWORDS = ("inorder", "link")  # exact spelling only
+# link's parameters, exact spelling; "coderate", not "rate", which is netem's own option
+_LINK_PARAMS = ("snr", "blocklength", "coderate", "subcarriers", "power")
+_DB = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(db)?\Z", re.IGNORECASE)
 
 
 class _Tokens:
@@ -80,6 +86,9 @@ class _Tokens:
         word = self._words[self._i]
         self._i += 1
         return word
+
+    def peek(self) -> str | None:
+        return self._words[self._i] if self._i < len(self._words) else None
 
     def take_number(self, signed: bool = False) -> str | None:
         """The next word if it starts like a number (tc's NEXT_IS_NUMBER / _SIGNED_NUMBER)."""
@@ -209,6 +218,46 @@ def _parse_slot(tokens: _Tokens) -> Slot:
     return slot
 
 
+def parse_db(token: str, where: str) -> float:
+    """A level in decibels: ``10dB``, ``-3.5db`` or a bare ``10`` (dB)."""
+    match = _DB.match(token)
+    if match is None:
+        raise ConfigError(f"{where}: {token!r} is not a level in dB (e.g. 10dB, -3dB)")
+    return float(match.group(1))
+
+
+def link_from_words(channel: str, params: dict[str, str], where: str = "link") -> Link:
+    """A :class:`Link` from its channel word and ``{parameter: token}``; errors name the token."""
+    if channel not in LINK_CHANNELS:
+        raise ConfigError(
+            f"{where}: unknown channel {channel!r} (expected {' or '.join(LINK_CHANNELS)})"
+        )
+    if "snr" not in params:
+        raise ConfigError(f"{where}: missing snr (e.g. 'link {channel} snr 10dB')")
+    values: dict[str, object] = {"snr_db": parse_db(params["snr"], f"{where} snr")}
+    if "blocklength" in params:
+        values["blocklength"] = parse_int(params["blocklength"], f"{where} blocklength", 1, S32_MAX)
+    if "coderate" in params:
+        word = params["coderate"]
+        values["coderate"] = parse_number(word, f"{where} coderate")
+    if "subcarriers" in params:
+        values["subcarriers"] = parse_int(params["subcarriers"], f"{where} subcarriers", 1, 4096)
+    if "power" in params:
+        values["power"] = params["power"]
+    return Link(channel, **values)
+
+
+def _parse_link(tokens: _Tokens) -> Link:
+    channel = tokens.take("link")
+    params: dict[str, str] = {}
+    while (word := tokens.peek()) in _LINK_PARAMS:
+        tokens.take("link")
+        if word in params:
+            raise ConfigError(f"link {word}: given twice")
+        params[word] = tokens.take(f"link {word}")
+    return link_from_words(channel, params)
+
+
 _PARSERS: dict[str, Callable[[_Tokens], object]] = {
     "limit": lambda t: parse_size(t.take("limit"), "limit"),
     "delay": _parse_delay,
@@ -222,6 +271,7 @@ _PARSERS: dict[str, Callable[[_Tokens], object]] = {
     "slot": _parse_slot,
     "seed": lambda t: parse_int(t.take("seed"), "seed", 0, 2**64 - 1),
     "inorder": lambda t: True,
+    "link": _parse_link,
 }
 
 
@@ -278,6 +328,7 @@ def assemble(found: dict[str, object]) -> ImpairSpec:
         rate=found.get("rate"),
         slot=found.get("slot"),
         seed=found.get("seed"),
+        link=found.get("link"),
     )
 
 
@@ -332,6 +383,14 @@ def _format_slot(slot: Slot) -> str:
     return " ".join(parts)
 
 
+def _format_link(link: Link) -> str:
+    return (
+        f"link {link.channel} snr {format_number(link.snr_db)}dB"
+        f" blocklength {link.blocklength} coderate {format_number(link.coderate)}"
+        f" subcarriers {link.subcarriers} power {link.power}"
+    )
+
+
 def format_spec(spec: ImpairSpec) -> str:
     """The spec as netem options; ``parse_spec(format_spec(s)) == s``."""
     parts: list[str] = []
@@ -353,6 +412,8 @@ def format_spec(spec: ImpairSpec) -> str:
         parts.append(_format_rate(spec.rate))
     if spec.slot is not None:
         parts.append(_format_slot(spec.slot))
+    if spec.link is not None:
+        parts.append(_format_link(spec.link))
     if spec.seed is not None:
         parts.append(f"seed {spec.seed}")
     return " ".join(parts)

@@ -5,15 +5,20 @@ clock and the sockets. Stages run in netem's order and draw from one seeded gene
 netem's order: duplicate, loss, corrupt (+ the bit), limit, then for each copy reorder or
 delay (jitter), rate and slot. A stage that is off draws nothing.
 
-Fate of one input datagram (``last_fate``): ``action`` is ``drop:loss``, ``drop:limit``, or
-``pass`` followed by any of ``+duplicate`` (two copies left), ``+corrupt`` (a copy had a bit
-flipped), ``+reorder`` (a copy jumped the queue), in that order.
+semnet's ``link`` stage (a wireless hop, docs/wireless.md) runs before all of them, once per
+input datagram: it draws from its own numpy generator, seeded from this generator when the spec
+is set (one 64-bit draw, taken only when a link is configured, so other specs' fates are
+unchanged). A datagram the link loses draws nothing else.
+
+Fate of one input datagram (``last_fate``): ``action`` is ``drop:link``, ``drop:loss``,
+``drop:limit``, or ``pass`` followed by any of ``+duplicate`` (two copies left), ``+corrupt``
+(a copy had a bit flipped), ``+reorder`` (a copy jumped the queue), in that order.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,7 +29,7 @@ from semnet.core.impair.queue import HeldQueue, SlotGate, packet_time_ns
 from semnet.core.impair.spec import S32_MAX, Chance, ImpairSpec
 from semnet.core.impair.units import percent_to_u32
 
-DROP_REASONS = ("loss", "limit")
+DROP_REASONS = ("loss", "limit")  # always counted; "link" is added once a link is configured
 _NS = 1e9
 
 
@@ -121,6 +126,7 @@ class _Copy:
 
 _PASS = ("pass", 0, -1, None, -1)
 _DROP_LOSS = ("drop:loss", 0, -1, None, -1)
+_DROP_LINK = ("drop:link", 0, -1, None, -1)
 
 
 class Impairment:
@@ -135,6 +141,7 @@ class Impairment:
         self._tfifo_last: int | None = None  # latest time_to_send given a delayed copy
         self._last_release: int | None = None
         self._reorder_count = 0
+        self.link = None  # the wireless link stage (semnet.core.wireless.LinkSlots) when set
         self.set_spec(spec)
 
     def set_spec(self, spec: ImpairSpec) -> None:
@@ -165,6 +172,7 @@ class Impairment:
         active_slot = slot is not None and bool(slot.max_ns or slot.distribution)
         self._slot = SlotGate(slot, rng) if active_slot else None
         self._limit = spec.limit
+        self._set_link(spec, rng)
         queue_stages = (
             self._dup_p,
             self._corrupt_p,
@@ -174,9 +182,41 @@ class Impairment:
             self._rate,
             self._slot,
             self._inorder,
+            self.link,
         )
         # nothing can be held or changed: process() may skip the queue bookkeeping
         self._loss_only = self._limit > 0 and not any(queue_stages)
+
+    def _set_link(self, spec: ImpairSpec, rng: random.Random) -> None:
+        """(Re)start the link stage: a fresh slot and generator; queued importances carry over."""
+        old, link = self.link, spec.link
+        if link is None:
+            self.link = None
+            return
+        from semnet.core.wireless import LinkSlots  # numpy only when a link is configured
+
+        self.link = LinkSlots(
+            link.channel,
+            link.snr_db,
+            link.blocklength,
+            link.coderate,
+            link.subcarriers,
+            link.power,
+            seed=rng.getrandbits(64),
+        )
+        if old is not None:
+            self.link.pending.extend(old.pending)
+        self.counters.dropped_by_reason.setdefault("link", 0)
+
+    def feed_importance(self, values: Iterable[float]) -> None:
+        """Queue semantic importances in [0, 1] for the next datagrams, one per datagram.
+
+        Only the link stage reads them (``power semantic``); without a link they are dropped.
+        A slot is allocated when its first datagram arrives, from the values queued by then;
+        a datagram with no queued value counts as 1.0 (uniform importance).
+        """
+        if self.link is not None:
+            self.link.feed(values)
 
     @property
     def last_fate(self) -> Fate | None:
@@ -218,8 +258,14 @@ class Impairment:
         return self._process_queued(data, now)
 
     def _process_queued(self, data: bytes, now: float) -> list[Emission]:
-        now_ns = round(now * _NS)
         counters = self.counters
+        link = self.link
+        if link is not None and link.lost():
+            drops = counters.dropped_by_reason  # counters may be swapped in without the key
+            drops["link"] = drops.get("link", 0) + 1
+            self._fate = _DROP_LINK
+            return []
+        now_ns = round(now * _NS)
         result = self._admit(data, now_ns, True)
         if isinstance(result, str):
             counters.dropped_by_reason[result] += 1

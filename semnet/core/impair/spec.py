@@ -226,6 +226,48 @@ class Slot:
             raise ConfigError(f"{where}: packets/bytes above {S32_MAX}")
 
 
+LINK_CHANNELS = ("awgn", "rayleigh")
+LINK_POWER = ("equal", "waterfilling", "semantic")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """``link awgn|rayleigh snr X[dB] [blocklength D] [coderate R] [subcarriers B] [power P]``.
+
+    semnet's wireless hop (docs/wireless.md, paper 002 eq. 4-8 and 28-33): each datagram is a
+    (K, D) block-coded packet at ``coderate`` R_c = K/D bits per channel use, sent in slots of
+    ``subcarriers`` datagrams with average SNR ``snr_db`` (P_ave / sigma^2) and lost with its
+    finite-blocklength error probability. Defaults are the paper's: D = 1024, R_c = 0.4375,
+    B = 16, equal power.
+    """
+
+    channel: str
+    snr_db: float
+    blocklength: int = 1024
+    coderate: float = 0.4375
+    subcarriers: int = 16
+    power: str = "equal"
+
+    def __post_init__(self) -> None:
+        where = "link"
+        if self.channel not in LINK_CHANNELS:
+            raise ConfigError(
+                f"{where}: channel {self.channel!r} is not one of {', '.join(LINK_CHANNELS)}"
+            )
+        if not -50.0 <= self.snr_db <= 100.0:
+            raise ConfigError(f"{where}: snr {self.snr_db!r}dB is not in -50..100dB")
+        if not 1 <= self.blocklength <= S32_MAX:
+            raise ConfigError(f"{where}: blocklength {self.blocklength!r} is not in 1..{S32_MAX}")
+        if not 0.0 < self.coderate <= 64.0:
+            raise ConfigError(f"{where}: coderate {self.coderate!r} is not in (0, 64] bits")
+        if not 1 <= self.subcarriers <= 4096:
+            raise ConfigError(f"{where}: subcarriers {self.subcarriers!r} is not in 1..4096")
+        if self.power not in LINK_POWER:
+            raise ConfigError(
+                f"{where}: power {self.power!r} is not one of {', '.join(LINK_POWER)}"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class ImpairSpec:
     """One direction's impairment. Everything ``None`` passes datagrams untouched."""
@@ -239,6 +281,7 @@ class ImpairSpec:
     rate: Rate | None = None
     slot: Slot | None = None
     seed: int | None = None
+    link: Link | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.limit <= 0xFFFFFFFF:

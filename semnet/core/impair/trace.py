@@ -36,7 +36,7 @@ from semnet.core.impair.units import parse_int, parse_number, parse_time
 from semnet.errors import ConfigError
 
 HEADER = "# semnet fate trace v1: ordinal action delay_ms [bit=N] [dup=DELAY_MS] [dupbit=N]"
-_ACTION = re.compile(r"(?:drop:(?:loss|limit)|pass(\+duplicate)?(\+corrupt)?(\+reorder)?)\Z")
+_ACTION = re.compile(r"(?:drop:(?:loss|limit|link)|pass(\+duplicate)?(\+corrupt)?(\+reorder)?)\Z")
 _NS = 1e9
 
 
@@ -191,7 +191,8 @@ class ReplayImpairment:
         else:
             record = self._fates[ordinal % n]
         if record.dropped:
-            counters.dropped_by_reason[record.action.removeprefix("drop:")] += 1
+            reason = record.action.removeprefix("drop:")
+            counters.dropped_by_reason[reason] = counters.dropped_by_reason.get(reason, 0) + 1
             self.last_fate = Fate(ordinal, record.action)
             return []
         emissions = []
