@@ -3,6 +3,12 @@
 5x5 stride-2 stages with GDN down to a C-channel latent at 1/``stride`` resolution, squashed into
 the quantizer range by tanh; the decoder mirrors it with IGDN. The channel-bandwidth ratio is
 C / (3 * stride^2): ``cbr`` in the config picks C.
+
+The Semantic Equalization Mechanism (001 §IV, ``semnet.models.sem``) is optional, after the
+encoder and before quantization as in Algorithm 1: ``dynamic_scale`` makes the last convolution
+a Dynamic Scale layer (its tanh is the existing one); ``broadcast`` = K > 0 appends Neighbouring
+Semantic Broadcast over K channels. With both off the module tree (and state dict) is the
+baseline's. The registry's ``cnn-scale``, ``cnn-nsb`` and ``cnn-sem`` are the functions below.
 """
 
 import math
@@ -11,11 +17,19 @@ from torch import nn
 
 from semnet.models.codec import Codec, QuantDefaults
 from semnet.models.layers import GDN, down, up
+from semnet.models.sem import DynamicScaleConv, NeighbourBroadcast
 
 
 class CNNCodec(Codec):
-    def __init__(self, cbr: float = 1 / 12, hidden: int = 128, bits: int = 5,
-                 stride: int = 16) -> None:
+    def __init__(
+        self,
+        cbr: float = 1 / 12,
+        hidden: int = 128,
+        bits: int = 5,
+        stride: int = 16,
+        dynamic_scale: bool = False,
+        broadcast: int = 0,
+    ) -> None:
         stages = round(math.log2(stride))
         if stride < 4 or 2**stages != stride:
             raise ValueError(f"stride {stride} is not a power of two >= 4")
@@ -31,5 +45,26 @@ class CNNCodec(Codec):
         for _ in range(stages - 2):
             enc += [down(n, n), GDN(n)]
             dec += [up(n, n), GDN(n, inverse=True)]
-        self.encoder = nn.Sequential(*enc, down(n, channels), nn.Tanh())
+        last = DynamicScaleConv(n, channels) if dynamic_scale else down(n, channels)
+        sem = [NeighbourBroadcast(channels, broadcast)] if broadcast else []
+        self.encoder = nn.Sequential(*enc, last, nn.Tanh(), *sem)
         self.decoder = nn.Sequential(*dec, up(n, 3))
+
+
+def cnn_scale(cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16) -> CNNCodec:
+    """CNN + Dynamic Scale (architecture ``cnn-scale``, 001 §IV-B)."""
+    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True)
+
+
+def cnn_nsb(
+    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, k: int = 3
+) -> CNNCodec:
+    """CNN + Neighbouring Semantic Broadcast over K channels (architecture ``cnn-nsb``, §IV-C)."""
+    return CNNCodec(cbr, hidden, bits, stride, broadcast=k)
+
+
+def cnn_sem(
+    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, k: int = 3
+) -> CNNCodec:
+    """CNN + both SEM modules (architecture ``cnn-sem``, §IV): Dynamic Scale, then NSB."""
+    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, broadcast=k)

@@ -33,3 +33,13 @@ def down(cin: int, cout: int) -> nn.Conv2d:
 def up(cin: int, cout: int) -> nn.ConvTranspose2d:
     """5x5 stride-2 transposed convolution: doubles height and width exactly."""
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+def mlp(dims: list[int], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Fully connected layers ``dims[0] -> dims[1] -> ... -> dims[-1]``, ``act`` between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        if i:
+            layers.append(act())
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)

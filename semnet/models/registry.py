@@ -1,12 +1,21 @@
-"""Named architectures: a model config's ``architecture`` key picks the class."""
+"""Named architectures: a model config's ``architecture`` key picks the builder, ``params`` are
+its keyword arguments."""
 
+from collections.abc import Callable
 from typing import Any
 
 from semnet.errors import ConfigError
-from semnet.models.cnn import CNNCodec
+from semnet.models.cnn import CNNCodec, cnn_nsb, cnn_scale, cnn_sem
 from semnet.models.codec import Codec
+from semnet.models.swin import SwinCodec
 
-ARCHITECTURES: dict[str, type[Codec]] = {"cnn": CNNCodec}
+ARCHITECTURES: dict[str, Callable[..., Codec]] = {
+    "cnn": CNNCodec,
+    "cnn-scale": cnn_scale,  # + Dynamic Scale (paper 001 §IV-B)
+    "cnn-nsb": cnn_nsb,  # + Neighbouring Semantic Broadcast (§IV-C)
+    "cnn-sem": cnn_sem,  # + both (§IV)
+    "swin": SwinCodec,  # SwinJSCC-like Transformer (§III-A)
+}
 
 
 def build(architecture: str, params: dict[str, Any]) -> Codec:

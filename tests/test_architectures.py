@@ -1,0 +1,234 @@
+"""Every registered architecture behind the one codec interface, on tiny random models.
+
+Shapes, ranges and gradients for sizes that are not multiples of the stride, a few training
+steps through the unchanged training loop, the paper-001 SEM modules' structure (Dynamic Scale's
+Γ sizes and unit-norm rows, the NSB matrix), and one frame through the offline pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from semnet.core.impair import Impairment, parse_spec
+from semnet.models.cnn import CNNCodec
+from semnet.models.config import TrainSettings, load_model_config
+from semnet.models.fill import get_fill
+from semnet.models.registry import ARCHITECTURES, build
+from semnet.models.sem import GAMMA_DIMS, DynamicScaleConv, NeighbourBroadcast, broadcast_matrix
+from semnet.models.train import train_step
+from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
+from semnet.pipeline.offline import transmit
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "models"
+SHIPPED = {
+    "cnn": "cnn-c64",
+    "cnn-scale": "cnn-scale",
+    "cnn-nsb": "cnn-nsb",
+    "cnn-sem": "cnn-sem",
+    "swin": "swin",
+}
+# Small hidden widths keep every test fast; everything else comes from the shipped config.
+TINY = {
+    "cnn": {"hidden": 8},
+    "cnn-scale": {"hidden": 8},
+    "cnn-nsb": {"hidden": 8},
+    "cnn-sem": {"hidden": 8},
+    "swin": {"dims": [8, 8, 16, 16], "depths": [1, 2, 1, 2], "heads": [1, 1, 2, 2], "window": 4},
+}
+SIZES = [(40, 56), (37, 50), (64, 45)]  # none all multiples of 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_architecture_has_a_shipped_config():
+    assert set(SHIPPED) == set(ARCHITECTURES)
+    ids = set()
+    for arch, name in SHIPPED.items():
+        cfg = load_model_config(CONFIGS / f"{name}.yaml")
+        assert cfg.architecture == arch
+        ids.add(cfg.codec_id)
+        model = build(cfg.architecture, {**cfg.params, **TINY[arch]})
+        # Same channel-bandwidth ratio (1/12) and quantizer as the default codec: fair comparisons.
+        assert (model.latent_channels, model.stride) == (64, 16)
+        assert (model.quant.kind, model.quant.bits, model.quant.lo, model.quant.hi) == (
+            "uniform", 5, -1.0, 1.0)  # fmt: skip
+    assert ids == {1, 2, 3, 4, 5}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def tiny(request):
+    arch = request.param
+    cfg = load_model_config(CONFIGS / f"{SHIPPED[arch]}.yaml")
+    torch.manual_seed(0)
+    return build(cfg.architecture, {**cfg.params, **TINY[arch]})
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_round_trip_shapes_and_ranges(tiny, size):
+    h, w = size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))
+    with torch.no_grad():
+        y = tiny.encode(x)
+        assert tuple(y.shape) == (1, *tiny.latent_shape(h, w))
+        assert tiny.quant.lo <= y.min() and y.max() <= tiny.quant.hi
+        x_hat = tiny.decode(y, h, w)
+    assert x_hat.shape == x.shape
+    assert x_hat.min() >= 0.0 and x_hat.max() <= 1.0
+    assert torch.isfinite(x_hat).all()
+
+
+def test_gradients_reach_every_parameter(tiny):
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    scales = [m for m in tiny.modules() if isinstance(m, DynamicScaleConv)]
+    for m in scales:  # at condition 0 (the training default) Γ's first weight has no gradient
+        m.condition.fill_(0.25)
+    tiny.zero_grad(set_to_none=True)
+    loss = (tiny.decoder(tiny.encode(x)) - x).square().mean()
+    loss.backward()
+    for m in scales:
+        m.condition.zero_()
+    for name, p in tiny.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_three_training_steps_through_the_unchanged_loop(tiny):
+    model = tiny.to(memory_format=torch.channels_last)  # as semnet.models.train does
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    s, gen = TrainSettings(batch=2, crop=32), torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=gen).contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        loss, y = train_step(model, x, s, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss) and y.shape == (2, *model.latent_shape(32, 32))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.to(memory_format=torch.contiguous_format)
+
+
+def test_offline_pipeline_with_random_loss(tiny):
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    model = tiny.eval()
+    encoder = FrameEncoder(
+        model, codec_id=1, path=PathSettings(datagram_size=120), stream=1, seed=3
+    )
+    decoder = FrameDecoder(lambda codec_id: model, get_fill("mean"))
+    impairment = Impairment(parse_spec("loss random 30%"), 7)
+    results = [transmit(image, encoder, decoder, impairment) for _ in range(3)]
+    for r in results:
+        assert r.image.shape == image.shape and r.image.dtype == np.uint8
+        assert r.datagrams_sent > 0 and np.isfinite(r.psnr_db)
+    assert any(r.datagrams_received < r.datagrams_sent for r in results)  # losses did happen
+
+
+# --- Dynamic Scale (001 §IV-B) -----------------------------------------------------------------
+
+
+def dynamic_scale(model: CNNCodec) -> DynamicScaleConv:
+    (layer,) = [m for m in model.encoder if isinstance(m, DynamicScaleConv)]
+    return layer
+
+
+@pytest.mark.parametrize("arch", ["cnn-scale", "cnn-sem"])
+def test_dynamic_scale_matches_the_paper(arch):
+    torch.manual_seed(0)
+    model = build(arch, {"hidden": 8})
+    ds = dynamic_scale(model)
+    c = model.latent_channels
+    linears = [m for m in ds.gamma if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (1, 16), (16, 16), (16, 16), (16, c)]  # fmt: skip
+    assert GAMMA_DIMS == (1, 16, 16, 16)
+    assert sum(p.numel() for p in ds.gamma.parameters()) == 576 + 17 * c  # §IV-B3's count
+    with torch.no_grad():
+        ds.weight.mul_(torch.linspace(0.1, 10.0, c)[:, None, None, None])  # uneven row norms
+        rows = ds.projection()
+        assert rows.shape == (c, ds.weight[0].numel() + 1)
+        assert torch.allclose(rows.norm(dim=1), torch.ones(c), atol=1e-5)
+        gamma = ds.scales()
+        assert gamma.shape == (c,) and (gamma > 0).all()
+        assert gamma.mean().item() == pytest.approx(1.0, abs=1e-5)
+        # The layer is z_i = tanh(γ_i W̃_i/||W̃_i|| f̃): rescaling W̃ changes nothing.
+        f = torch.randn(1, 8, 6, 6)
+        out = ds(f)
+        ds.weight.mul_(3.0)
+        ds.bias.mul_(3.0)
+        assert torch.allclose(ds(f), out, atol=1e-5)
+    assert isinstance(model.encoder[list(model.encoder).index(ds) + 1], torch.nn.Tanh)
+
+
+def test_dynamic_scale_input_is_the_channel_condition_not_the_image():
+    torch.manual_seed(0)
+    ds = build("cnn-scale", {"hidden": 8}).encoder[-2]
+    assert isinstance(ds, DynamicScaleConv) and "condition" not in ds.state_dict()
+    g0 = ds.scales().detach()
+    ds.condition.fill_(0.3)
+    assert not torch.allclose(ds.scales(), g0)
+
+
+# --- Neighbouring Semantic Broadcast (001 §IV-C) -----------------------------------------------
+
+
+@pytest.mark.parametrize("c,k", [(64, 1), (64, 3), (64, 4), (8, 8), (5, 2)])
+def test_broadcast_matrix_is_row_stochastic_with_exactly_k_neighbours(c, k):
+    b = broadcast_matrix(c, k)
+    assert torch.allclose(b.sum(dim=1), torch.ones(c))
+    assert ((b > 0).sum(dim=1) == k).all()
+    assert torch.allclose(b[b > 0], torch.full((c * k,), 1.0 / k))
+    assert torch.allclose(b.sum(dim=0), torch.ones(c))  # a ring: each channel reaches K others
+    assert (torch.diagonal(b) > 0).all()  # N_K(i) includes i itself
+    nearest = sorted(min(d, c - d) for d in range(c))[:k]  # ring distances 0, 1, 1, 2, 2, ...
+    for i in range(c):
+        ring = [min((j - i) % c, (i - j) % c) for j in torch.nonzero(b[i]).flatten().tolist()]
+        assert sorted(ring) == nearest
+
+
+def test_broadcast_rejects_bad_k():
+    with pytest.raises(ValueError):
+        broadcast_matrix(8, 0)
+    with pytest.raises(ValueError):
+        broadcast_matrix(8, 9)
+
+
+@pytest.mark.parametrize("arch", ["cnn-nsb", "cnn-sem"])
+def test_broadcast_is_fixed_and_last_before_quantization(arch):
+    torch.manual_seed(0)
+    model = build(arch, {"hidden": 8, "k": 5})
+    nsb = model.encoder[-1]
+    assert isinstance(nsb, NeighbourBroadcast) and nsb.k == 5
+    assert not nsb.matrix.requires_grad
+    assert not list(nsb.parameters())
+    assert not any(k.endswith("matrix") for k in model.state_dict())  # rebuilt, never loaded
+    assert torch.equal(nsb.matrix, broadcast_matrix(64, 5))
+    x = torch.rand(1, 3, 32, 32)
+    y = model.encode(x)
+    y.sum().backward()
+    assert nsb.matrix.grad is None
+    with torch.no_grad():
+        z = model.encoder[:-1](model.pad(x))
+        assert torch.allclose(y, torch.einsum("ij,njhw->nihw", nsb.matrix, z), atol=1e-6)
+
+
+def test_default_codec_state_dict_is_unchanged():
+    """The flags off build exactly the baseline's modules (checkpoints keep loading)."""
+    model = CNNCodec(cbr=1 / 12, hidden=8, bits=5)
+    keys = list(model.state_dict())
+    assert keys[0] == "channel_mean" and keys[-2:] == ["decoder.6.weight", "decoder.6.bias"]
+    assert [k for k in keys if k.startswith("encoder.")][-2:] == [
+        "encoder.6.weight",
+        "encoder.6.bias",
+    ]
+    assert type(model.encoder[-1]) is torch.nn.Tanh and len(model.encoder) == 8
