@@ -45,8 +45,9 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     one_thread = {"threads": 1}  # as tests/conftest.py sets for the offline decode
-    with LocalTestbed(tmp_path_factory.mktemp("bed"), impair="", seed=3, sender=one_thread,
-                      receiver=one_thread) as testbed:
+    with LocalTestbed(
+        tmp_path_factory.mktemp("bed"), impair="", seed=3, sender=one_thread, receiver=one_thread
+    ) as testbed:
         yield testbed
 
 
