@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import socket
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from results_io import write_json  # noqa: E402 (sibling module; benchmarks run as scripts)
 
 from semnet.core import packetize, quant
 from semnet.core.reassembly import Reassembler
@@ -333,10 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_median_ms": total,
         "memory_format": formats,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_json(args.out, result)}")
     return 0
 
 

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_io import write_json  # noqa: E402 (sibling module; benchmarks run as scripts)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "proxy_throughput.json"
 IMPAIR = "loss gemodel 1% 30%"
@@ -184,13 +186,9 @@ class Forwarder:
         request(f"http://{self.http}/impairment", json.dumps({"forward": spec}).encode(), "PUT")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from semnet.testbed import stop_process
+
+        stop_process(self.proc, 10)
         self.sink.close()
 
 
@@ -381,10 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_proxy_over_bare_per_cpu_s": ratio_cpu,
         "latency_zero_impairment": latency,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_json(args.out, result)}")
     return 0
 
 

@@ -16,12 +16,12 @@ A benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_json  # sibling module; benchmarks run as scripts
 
 from semnet.core import wireless as W
 
@@ -82,7 +82,6 @@ def main() -> None:
             f"| {r['snr_db']} | {r['scheme']} | {r['weighted_error']:.4f} | "
             f"{r['weighted_vs_equal']:.3f} | {r['mean_per']:.4f} | {r['us_per_slot']:.0f} |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -95,8 +94,7 @@ def main() -> None:
         "channel": "rayleigh",
         "importance": "uniform random in [0, 1]",
     }
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_json(args.out, {'meta': meta, 'rows': rows})}")
 
 
 if __name__ == "__main__":

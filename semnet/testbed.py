@@ -29,6 +29,18 @@ START_TIMEOUT = 60.0
 DAEMONS = ("receiver", "proxy", "sender")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    """Stop a daemon as Ctrl-C does (SIGINT), killing it if it has not exited by ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def free_ports(n: int) -> list[int]:
     """n distinct free ports (TCP and UDP) on 127.0.0.1."""
     ports: list[int] = []
@@ -247,14 +259,7 @@ class LocalTestbed:
         proc = self.procs.pop(name, None)
         if proc is None:
             return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def close(self) -> None:
         for name in reversed(DAEMONS):

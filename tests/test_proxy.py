@@ -4,7 +4,6 @@ control with `semnet ctl`, both directions, metrics), plus in-process checks of 
 
 import io
 import json
-import signal
 import socket
 import struct
 import subprocess
@@ -22,7 +21,7 @@ from semnet.core.impair import FateRecorder, Impairment, format_spec, parse_spec
 from semnet.daemons.config import ProxyConfig, load_config
 from semnet.daemons.proxy import Proxy, specs_from_body
 from semnet.errors import ConfigError, SemnetError
-from semnet.testbed import free_ports
+from semnet.testbed import free_ports, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = "127.0.0.1"
@@ -116,16 +115,10 @@ class ProxyProcess:
         self.stop()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, 10)
         self.sink.close()
         self.client.close()
-        return self.proc.returncode
+        return code
 
     def metrics(self) -> str:
         return request(f"http://{self.http}/metrics", timeout=5.0)
