@@ -46,12 +46,20 @@ def mean(values: list[float]) -> float | None:
 @click.option("--partition", default="channel", show_default=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option(
+    "--repeat",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="send each image this many times per loss rate, so the realised loss rests on more "
+    "datagrams (each send is a new frame with its own interleaving and losses)",
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False),
     help="keep configs, logs and reconstructions here (default: a temporary folder)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def demo(images, losses, codec, fill, partition, seed, workdir, as_json) -> None:
+def demo(images, losses, codec, fill, partition, seed, repeat, workdir, as_json) -> None:
     """Send photos through sender -> proxy -> receiver processes on loopback, and tabulate
     quality against loss."""
     from semnet.images import image_files, load_image
@@ -71,19 +79,20 @@ def demo(images, losses, codec, fill, partition, seed, workdir, as_json) -> None
             rows, bpps = [], []
             for p in rates:
                 bed.set_impairment(f"loss random {p * 100:g}%")
-                reports = [bed.send(image, name) for name, image in pictures]
+                reports = [bed.send(im, name) for _ in range(repeat) for name, im in pictures]
                 failed = [r for r in reports if "error" in r]
                 if failed:
                     raise SemnetError(f"{failed[0]['name']}: {failed[0]['error']}")
                 bpps += [r["bpp"] for r in reports]
                 rows.append(summarise(p, reports))
                 if not as_json:
-                    click.echo(f"loss {p:.0%}: done ({len(reports)} images)", err=True)
+                    click.echo(f"loss {p:.0%}: done ({len(reports)} frames)", err=True)
     result = {
         "codec": codec,
         "fill": fill,
         "partition": partition,
         "images": [name for name, _ in pictures],
+        "repeat": repeat,
         "bpp": mean(bpps),
         "results": rows,
     }
@@ -105,7 +114,8 @@ def summarise(p: float, reports: list[dict]) -> dict:
 def table(result: dict) -> str:
     head = (
         f"codec {result['codec']}, fill {result['fill']}, partition {result['partition']}, "
-        f"{len(result['images'])} images, {result['bpp']:.3f} bits per pixel on the wire"
+        f"{len(result['images'])} images x {result['repeat']}, "
+        f"{result['bpp']:.3f} bits per pixel on the wire"
     )
     lines = [
         head,
