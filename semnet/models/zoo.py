@@ -68,7 +68,7 @@ def load(name: str) -> Codec:
     model = build(e.architecture, e.params)
     state = {k: v.float() for k, v in load_file(path).items()}
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 def export(model: Codec, e: ZooEntry, dtype: torch.dtype = torch.float16) -> ZooEntry:
