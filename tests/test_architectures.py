@@ -42,14 +42,6 @@ TINY = {
 SIZES = [(40, 56), (37, 50), (64, 45)]  # none all multiples of 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_every_architecture_has_a_shipped_config():
     assert set(SHIPPED) == set(ARCHITECTURES)
     ids = set()

@@ -50,15 +50,6 @@ def ours(metric, x: np.ndarray, ref: np.ndarray) -> float:
     return metric(to_tensor(x, CPU), to_tensor(ref, CPU))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads and suffer from contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
     return {name: eval_image(name)[rows, cols] for name, (rows, cols) in CROPS.items()}

@@ -34,15 +34,6 @@ PARTITIONS = ["channel", "channel:3", "spatial", "spatial:2x3", "token", "token:
               "intra-token:8", "intra-token:5", "patch:2x2", "patch:4x4"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads and suffer from contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def codec() -> CNNCodec:
     torch.manual_seed(0)

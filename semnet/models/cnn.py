@@ -15,7 +15,7 @@ import math
 
 from torch import nn
 
-from semnet.models.codec import Codec, QuantDefaults
+from semnet.models.codec import Codec
 from semnet.models.layers import GDN, down, up
 from semnet.models.sem import DynamicScaleConv, NeighbourBroadcast
 
@@ -33,12 +33,8 @@ class CNNCodec(Codec):
         stages = round(math.log2(stride))
         if stride < 4 or 2**stages != stride:
             raise ValueError(f"stride {stride} is not a power of two >= 4")
-        channels = round(cbr * 3 * stride**2)
-        if channels < 1:
-            raise ValueError(f"cbr {cbr} gives no latent channels at stride {stride}")
-        super().__init__(channels)
-        self.stride = stride
-        self.quant = QuantDefaults(kind="uniform", bits=bits, lo=-1.0, hi=1.0)
+        super().__init__(cbr, stride, bits)
+        channels = self.latent_channels
         n = hidden
         enc: list[nn.Module] = [down(3, n), GDN(n)]
         dec: list[nn.Module] = [up(channels, n), GDN(n, inverse=True)]

@@ -29,9 +29,14 @@ class Codec(nn.Module):
     latent_channels: int
     quant: QuantDefaults
 
-    def __init__(self, latent_channels: int) -> None:
+    def __init__(self, cbr: float, stride: int, bits: int) -> None:
+        """C = cbr * 3 * stride^2 latent channels, quantized to ``bits`` over [-1, 1] (tanh)."""
         super().__init__()
-        self.latent_channels = latent_channels
+        latent_channels = round(cbr * 3 * stride**2)
+        if latent_channels < 1:
+            raise ValueError(f"cbr {cbr} gives no latent channels at stride {stride}")
+        self.latent_channels, self.stride = latent_channels, stride
+        self.quant = QuantDefaults(kind="uniform", bits=bits, lo=-1.0, hi=1.0)
         # Per-channel mean of the latent over the training data: the "mean" fill uses it, so it
         # works even when a whole channel is lost. Set by training, saved in checkpoints.
         self.register_buffer("channel_mean", torch.zeros(latent_channels))

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from semnet.models.codec import Codec, QuantDefaults
+from semnet.models.codec import Codec
 from semnet.models.layers import mlp
 
 STRIDE = 16  # patch embedding 2x2, then three merges
@@ -222,12 +222,8 @@ class SwinCodec(Codec):
             raise ValueError(f"dims {list(dims)} must be multiples of heads {list(heads)}")
         if window < 1:
             raise ValueError(f"window {window} must be >= 1")
-        channels = round(cbr * 3 * STRIDE**2)
-        if channels < 1:
-            raise ValueError(f"cbr {cbr} gives no latent channels at stride {STRIDE}")
-        super().__init__(channels)
-        self.stride = STRIDE
-        self.quant = QuantDefaults(kind="uniform", bits=bits, lo=-1.0, hi=1.0)
+        super().__init__(cbr, STRIDE, bits)
+        channels = self.latent_channels
         args = (channels, tuple(dims), tuple(depths), tuple(heads), window, mlp_ratio)
         self.encoder = SwinEncoder(*args)
         self.decoder = SwinDecoder(*args)
