@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from semnet.core.packetize import (
     check_payload,
+    datagram_importance,
     deinterleave,
     depacketize,
     interleave,
@@ -176,3 +177,44 @@ def test_shape_mismatch() -> None:
     desc = descriptor()
     with pytest.raises(ConfigError):
         packetize(np.zeros((2, 2, 2), dtype=np.uint16), desc, 0, 0, 0)
+
+
+def test_datagram_importance_is_the_map_mean_over_each_datagrams_elements() -> None:
+    desc = replace(descriptor(partition="patch:4x4", size=120), importance=True)
+    c, h, w = desc.latent
+    spatial = np.random.default_rng(3).random((h, w))
+    values = datagram_importance(desc, spatial)
+    lay = layout(desc)
+    assert len(values) == lay.count
+    for i, v in enumerate(values):
+        expected = spatial.reshape(-1)[lay.elements(i) % (h * w)].mean()
+        assert v == round(expected * 255)
+    assert len(set(values)) > 1  # patches differ in importance
+    q = random_q(desc)
+    datagrams = receive(packetize(q, desc, 1, 0, 0, importance=values))
+    assert [dg.importance for dg in datagrams] == values
+    assert np.array_equal(depacketize(datagrams, desc)[0], q)  # payload unaffected
+
+
+def test_channel_datagrams_cover_the_whole_map_so_importance_is_uniform() -> None:
+    # 173 bytes: 120 of payload after header, descriptor and importance = 192 5-bit values,
+    # exactly two of the 16 channels of 8 x 12 per datagram
+    desc = replace(descriptor(partition="channel", size=HEADER_SIZE + 1 + 120), importance=True)
+    assert desc.per_datagram == 2 * 8 * 12
+    spatial = np.random.default_rng(4).random(desc.latent[1:])
+    values = datagram_importance(desc, spatial)
+    assert values == [round(spatial.mean() * 255)] * 8
+
+
+def test_importance_must_be_given_per_datagram_exactly_when_described() -> None:
+    plain = descriptor()
+    desc = replace(plain, importance=True)
+    q = random_q(desc)
+    with pytest.raises(ConfigError, match="importance"):
+        packetize(q, desc, 1, 0, 0)
+    with pytest.raises(ConfigError, match="importance"):
+        packetize(q, desc, 1, 0, 0, importance=[1])
+    with pytest.raises(ConfigError, match="importance"):
+        packetize(q, plain, 1, 0, 0, importance=[1] * layout(plain).count)
+    with pytest.raises(ConfigError, match="importance map"):
+        datagram_importance(desc, np.zeros((2, 2)))

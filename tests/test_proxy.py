@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from semnet.client import request
@@ -414,3 +415,29 @@ def test_shipped_proxy_configs_load(path):
 
 def test_impairment_profiles_exist():
     assert len(list((ROOT / "configs" / "impair").glob("*.yaml"))) >= 3
+
+
+def test_a_link_gathers_slots_and_exports_received_snr():
+    import asyncio
+
+    async def run() -> tuple[Proxy, list[int]]:
+        proxy = in_process(impair="link awgn snr 30dB subcarriers 4 power equal")
+        seen = []
+        for i in range(3):
+            proxy.on_datagram(b"%d" % i, (LOCAL, 5555))
+        seen.append(len(proxy.sock.sent))  # held: the slot is not full
+        proxy.on_datagram(b"3", (LOCAL, 5555))
+        seen.append(len(proxy.sock.sent))  # full slot: all four go out, in order
+        proxy.on_datagram(b"4", (LOCAL, 5555))
+        await asyncio.sleep(0.2)  # a short slot leaves after the wait
+        seen.append(len(proxy.sock.sent))
+        return proxy, seen
+
+    proxy, seen = asyncio.run(run())
+    assert seen == [0, 4, 5]
+    assert proxy.sock.sent == [b"%d" % i for i in range(5)]
+    assert proxy.forward.model.link.slots == 2
+    text = generate_latest(proxy.registry).decode()
+    # edges below 0 dB: the client library leaves out _sum and _count; +Inf is the count
+    assert metric(text, "semnet_proxy_link_snr_db_bucket", direction="forward", le="+Inf") == 5
+    assert metric(text, "semnet_proxy_link_snr_db_bucket", direction="forward", le="20.0") == 0

@@ -22,7 +22,9 @@ from semnet.core.wire import (
     QuantSpec,
     Scheme,
     encode,
+    ends_frame,
     parse,
+    peek_importance,
 )
 from semnet.errors import ConfigError, WireError
 
@@ -294,3 +296,49 @@ def test_authenticated_flag_needs_a_key() -> None:
     """Bit 1 is the tag's flag: a receiver without a key refuses such datagrams by name."""
     assert reason(patched(2, ">B", 0x03)) == "auth_no_key"
     assert reason(patched(2, ">B", 0x06)) == "bad_flags"
+
+
+IMPORTANT = replace(DESC, importance=True)
+
+
+@pytest.mark.parametrize("value", [0, 1, 128, 255])
+def test_importance_byte_round_trips_and_is_peeked(value: int) -> None:
+    dg = replace(DG, descriptor=IMPORTANT, importance=value)
+    data = encode(dg)
+    assert len(data) == len(encode(DG)) + 1  # one byte, before the payload
+    assert parse(data) == dg
+    assert peek_importance(data) == value / 255
+    assert peek_importance(encode(DG)) is None  # no flag, no importance
+    assert IMPORTANT.per_datagram < DESC.per_datagram  # the byte comes out of the payload
+
+
+def test_importance_with_authentication_round_trips() -> None:
+    key = b"k" * 32
+    desc = replace(IMPORTANT, authenticated=True)
+    dg = replace(DG, descriptor=desc, importance=7)
+    assert parse(encode(dg, key), key) == dg
+
+
+def test_importance_must_match_the_descriptor() -> None:
+    with pytest.raises(ConfigError, match="importance"):
+        replace(DG, importance=3)  # descriptor without importance
+    with pytest.raises(ConfigError, match="importance"):
+        replace(DG, descriptor=IMPORTANT)  # importance missing
+    with pytest.raises(ConfigError, match="importance"):
+        replace(DG, descriptor=IMPORTANT, importance=256)
+
+
+def test_importance_flag_without_room_for_the_byte_is_truncated() -> None:
+    data = bytearray(encode(replace(DG, descriptor=IMPORTANT, importance=9, payload=b"")))
+    assert reason(reseal(data[:HEADER_SIZE])) == "truncated"
+
+
+@pytest.mark.parametrize("data", [b"", b"\x53\x01\x08", bytes(HEADER_SIZE), b"x" * 200])
+def test_peek_importance_of_anything_else_is_none(data: bytes) -> None:
+    assert peek_importance(data) is None
+
+
+def test_ends_frame_marks_the_last_datagram_only() -> None:
+    assert not ends_frame(encode(DG))  # index 2 of 9
+    assert ends_frame(encode(replace(DG, index=8)))
+    assert not ends_frame(b"x" * 100) and not ends_frame(b"")

@@ -341,3 +341,65 @@ def test_link_drops_record_and_replay():
         replayed.append(replay.last_fate.action)
     assert replayed == fates
     assert replay.counters.dropped_by_reason["link"] == live.counters.dropped_by_reason["link"]
+
+
+def test_a_queued_slot_carries_exactly_its_datagrams() -> None:
+    imp = Impairment(parse_spec("link rayleigh snr 5dB subcarriers 4 power semantic"), 9)
+    imp.link.feed_slot([0.9, 0.2, 0.4])
+    for i in range(3):
+        imp.process(b"x", i)
+    assert imp.link.slot.weights.tolist() == [0.9, 0.2, 0.4]  # three subcarriers, no padding
+    assert imp.link.slot.powers.mean() == pytest.approx(1.0)  # the per-packet budget
+    imp.process(b"x", 3)  # the next datagram opens a new slot
+    assert imp.link.slots == 2
+    with pytest.raises(ValueError):
+        imp.link.feed_slot([0.5] * 5)
+    with pytest.raises(ValueError):
+        imp.link.feed_slot([])
+
+
+def test_a_short_slot_leaves_later_draws_where_they_were() -> None:
+    def second_slot_gains(first: list[float] | None) -> np.ndarray:
+        imp = Impairment(parse_spec("link rayleigh snr 5dB subcarriers 4 power equal"), 3)
+        if first is not None:
+            imp.link.feed_slot(first)
+        for i in range(len(first) if first else 4):
+            imp.process(b"x", i)
+        imp.process(b"x", 9)
+        return imp.link.slot.gains
+
+    np.testing.assert_array_equal(second_slot_gains([1.0]), second_slot_gains(None))
+
+
+def test_feed_frame_slots_a_frames_importance_bytes() -> None:
+    from semnet.core.wire import (
+        Datagram,
+        FrameDescriptor,
+        PartitionSpec,
+        QuantKind,
+        QuantSpec,
+        Scheme,
+        encode,
+    )
+
+    desc = FrameDescriptor(
+        1,
+        64,
+        64,
+        (4, 4, 4),
+        QuantSpec(QuantKind.UNIFORM, 8, -1, 1),
+        PartitionSpec(Scheme.PATCH, 2, 2),
+        True,
+        1,
+        100,
+        importance=True,
+    )
+    values = [255, 0, 51, 102, 204, 153]
+    data = [encode(Datagram(1, i, 0, i, 6, desc, b"\0", v)) for i, v in enumerate(values)]
+    imp = Impairment(parse_spec("link awgn snr 20dB subcarriers 4 power semantic"), 1)
+    imp.feed_frame([*data, b"not semnet"])
+    assert [list(s) for s in imp.link.slots_pending] == [
+        [v / 255 for v in values[:4]],
+        [v / 255 for v in values[4:]] + [1.0],  # no importance byte: uniform
+    ]
+    Impairment(parse_spec("loss 1%"), 1).feed_frame(data)  # no link: nothing to do

@@ -93,15 +93,24 @@ def packetize(
     frame: int,
     first_seq: int,
     key: bytes | None = None,
+    importance: Sequence[int] | None = None,
 ) -> list[bytes]:
     """Encode a quantized latent into the frame's datagrams, numbered from ``first_seq``.
 
     An authenticated descriptor needs ``key``; its per-datagram capacity already leaves room for
-    the tag, so every datagram stays within ``datagram_size``.
+    the tag, so every datagram stays within ``datagram_size``. A descriptor with importance
+    needs one byte per datagram (:func:`datagram_importance`).
     """
     if q.shape != desc.latent:
         raise ConfigError(f"latent shape {q.shape} does not match descriptor {desc.latent}")
     lay = layout(desc)
+    if desc.importance != (importance is not None) or (
+        importance is not None and len(importance) != lay.count
+    ):
+        raise ConfigError(
+            f"importance: one value per datagram ({lay.count}) exactly when the "
+            "descriptor carries importance"
+        )
     send = q.reshape(-1)[lay.order]
     step = lay.per_datagram
     return [
@@ -114,11 +123,30 @@ def packetize(
                 count=lay.count,
                 descriptor=desc,
                 payload=pack_bits(send[i * step : (i + 1) * step], lay.bits),
+                importance=None if importance is None else int(importance[i]),
             ),
             key,
         )
         for i in range(lay.count)
     ]
+
+
+def datagram_importance(desc: FrameDescriptor, spatial: np.ndarray) -> list[int]:
+    """Each datagram's importance byte: the mean of an (h, w) map in [0, 1] over the spatial
+    positions of the elements it carries (paper 002 eq. 27, for any partition), times 255.
+
+    Datagrams that carry whole channels (channel-wise partition) all cover the full map: their
+    importances come out equal, as they should — CAM importance is spatial.
+    """
+    c, h, w = desc.latent
+    if spatial.shape != (h, w):
+        raise ConfigError(f"importance map {spatial.shape} is not the latent's ({h}, {w})")
+    lay = layout(desc)
+    values = np.clip(spatial, 0.0, 1.0).reshape(-1)[lay.order % (h * w)]
+    starts = np.arange(0, values.size, lay.per_datagram)
+    sizes = np.diff(np.append(starts, values.size))
+    means = np.add.reduceat(values, starts) / sizes
+    return [int(v) for v in np.rint(means * 255)]
 
 
 def check_payload(dg: Datagram) -> None:

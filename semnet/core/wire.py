@@ -5,6 +5,10 @@ the first included, never loses more than its own payload. All fields are in net
 order. The parser is strict and raises only :class:`WireError`; its ``reason`` slug is a
 metric label, so it names the first thing that was wrong.
 
+With flag bit 3 (importance) one byte follows the descriptor: the datagram's semantic
+importance, 0..255 for [0, 1] (paper 002 eq. 27), which a wireless link stage reads to allocate
+power without parsing the rest (:func:`peek_importance`). Bit 2 is reserved.
+
 With flag bit 1 (authenticated) a 16-byte truncated HMAC-SHA256 follows the payload. The tag
 covers every byte before it with the crc field read as zero; the crc covers every byte, the tag
 included, so a flipped bit anywhere is still ``checksum`` (corruption) and only a datagram
@@ -29,7 +33,8 @@ MAGIC = 0x53
 VERSION = 1
 FLAG_INTERLEAVED = 0x01
 FLAG_AUTHENTICATED = 0x02
-KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED
+FLAG_IMPORTANCE = 0x08
+KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED | FLAG_IMPORTANCE
 MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
 # Bounds memory a receiver spends on one (possibly forged) descriptor: 4 Mi latent elements.
 MAX_LATENT_ELEMENTS = 1 << 22
@@ -136,6 +141,7 @@ class FrameDescriptor:
     seed: int
     datagram_size: int
     authenticated: bool = False  # a tag follows the payload: fewer elements per datagram
+    importance: bool = False  # each datagram carries an importance byte before its payload
 
     def __post_init__(self) -> None:
         _check_int("codec_id", self.codec_id, 0, 0xFFFF)
@@ -150,6 +156,7 @@ class FrameDescriptor:
         _check_int("latent elements", elements, 1, MAX_LATENT_ELEMENTS)
         _check_int("seed", self.seed, 0, 0xFFFFFFFF)
         object.__setattr__(self, "authenticated", bool(self.authenticated))
+        object.__setattr__(self, "importance", bool(self.importance))
         _check_int("datagram_size", self.datagram_size, self.overhead + 3, MAX_DATAGRAM)
         if not isinstance(self.quant, QuantSpec) or not isinstance(self.partition, PartitionSpec):
             raise ConfigError("descriptor needs a QuantSpec and a PartitionSpec")
@@ -158,8 +165,8 @@ class FrameDescriptor:
 
     @property
     def overhead(self) -> int:
-        """Bytes of a datagram that are not payload: header, descriptor and any tag."""
-        return HEADER_SIZE + TAG_SIZE if self.authenticated else HEADER_SIZE
+        """Bytes of a datagram that are not payload: header, descriptor, importance and tag."""
+        return HEADER_SIZE + self.importance + (TAG_SIZE if self.authenticated else 0)
 
     @property
     def per_datagram(self) -> int:
@@ -178,8 +185,13 @@ class Datagram:
     count: int
     descriptor: FrameDescriptor
     payload: bytes
+    importance: int | None = None  # 0..255, present exactly when the descriptor says so
 
     def __post_init__(self) -> None:
+        if (self.importance is not None) != self.descriptor.importance:
+            raise ConfigError("importance: given exactly when the descriptor carries it")
+        if self.importance is not None:
+            _check_int("importance", self.importance, 0, 255)
         _check_int("stream", self.stream, 0, 0xFFFF)
         _check_int("seq", self.seq, 0, 0xFFFFFFFF)
         _check_int("frame", self.frame, 0, 0xFFFFFFFF)
@@ -200,8 +212,19 @@ def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
     codec, img_h, img_w, c, h, w, kind, bits, lo, hi, a, b, seed, size = _DESCRIPTOR.unpack(raw)
     quant, partition = QuantSpec(kind, bits, lo, hi), PartitionSpec(scheme, a, b)
     interleave, authenticated = bool(flags & FLAG_INTERLEAVED), bool(flags & FLAG_AUTHENTICATED)
+    importance = bool(flags & FLAG_IMPORTANCE)
     return FrameDescriptor(
-        codec, img_h, img_w, (c, h, w), quant, partition, interleave, seed, size, authenticated
+        codec,
+        img_h,
+        img_w,
+        (c, h, w),
+        quant,
+        partition,
+        interleave,
+        seed,
+        size,
+        authenticated,
+        importance,
     )
 
 
@@ -225,15 +248,21 @@ def encode(dg: Datagram, key: bytes | None = None) -> bytes:
     size = desc.overhead + len(dg.payload)
     if size > desc.datagram_size:
         raise WireError("oversized", f"{size} bytes > datagram_size {desc.datagram_size}")
-    flags = (FLAG_INTERLEAVED if desc.interleave else 0) | (
-        FLAG_AUTHENTICATED if desc.authenticated else 0
+    flags = (
+        (FLAG_INTERLEAVED if desc.interleave else 0)
+        | (FLAG_AUTHENTICATED if desc.authenticated else 0)
+        | (FLAG_IMPORTANCE if desc.importance else 0)
     )
     buf = bytearray(size)
     addressing = (dg.stream, dg.index, dg.count, dg.seq, dg.frame, 0)
     _HEADER.pack_into(buf, 0, MAGIC, VERSION, flags, desc.partition.scheme, *addressing)
     buf[_HEADER.size : HEADER_SIZE] = _descriptor_bytes(desc)
-    end = HEADER_SIZE + len(dg.payload)
-    buf[HEADER_SIZE:end] = dg.payload
+    start = HEADER_SIZE
+    if dg.importance is not None:
+        buf[start] = dg.importance
+        start += 1
+    end = start + len(dg.payload)
+    buf[start:end] = dg.payload
     if key is not None:
         buf[end:] = tag(key, memoryview(buf)[:end])
     struct.pack_into(">I", buf, _CRC_OFFSET, _crc(buf))
@@ -273,10 +302,39 @@ def parse(data: bytes, key: bytes | None = None) -> Datagram:
             raise WireError("auth", "tag does not match")
     elif key is not None:
         raise WireError("unauthenticated", "no tag, and a key is configured")
+    start, importance = HEADER_SIZE, None
+    if flags & FLAG_IMPORTANCE:
+        if end <= HEADER_SIZE:
+            raise WireError("truncated", f"{n} bytes: no room for the importance byte")
+        start, importance = HEADER_SIZE + 1, data[HEADER_SIZE]
     try:
         desc = _descriptor(bytes(data[_HEADER.size : HEADER_SIZE]), scheme, flags)
         if n > desc.datagram_size:
             raise WireError("oversized", f"{n} bytes > datagram_size {desc.datagram_size}")
-        return Datagram(stream, seq, frame, index, count, desc, bytes(data[HEADER_SIZE:end]))
+        payload = bytes(data[start:end])
+        return Datagram(stream, seq, frame, index, count, desc, payload, importance)
     except ConfigError as exc:
         raise WireError("bad_field", str(exc)) from None
+
+
+_INDEX_COUNT = struct.Struct(">HH")
+_INDEX_OFFSET = 6
+
+
+def ends_frame(data: bytes) -> bool:
+    """Whether a datagram looks like the last of its frame (index = count - 1), unvalidated:
+    a link stage closes its slot there, so frames never share a slot."""
+    if len(data) < HEADER_SIZE or data[0] != MAGIC or data[1] != VERSION:
+        return False
+    index, count = _INDEX_COUNT.unpack_from(data, _INDEX_OFFSET)
+    return index + 1 == count
+
+
+def peek_importance(data: bytes) -> float | None:
+    """The importance in [0, 1] a datagram carries, without validating it (a link stage's
+    fast path: the receiver still parses strictly); None for anything without one."""
+    if len(data) <= HEADER_SIZE or data[0] != MAGIC or data[1] != VERSION:
+        return None
+    if not data[2] & FLAG_IMPORTANCE:
+        return None
+    return data[HEADER_SIZE] / 255.0

@@ -248,6 +248,12 @@ class LinkSlots:
     datagrams (1.0 = uniform for any not queued), PERs computed and B uniforms drawn; datagram j
     of the slot is lost when ``u_j < rho_j``. Decisions are final at arrival: a later importance
     value cannot change a slot already allocated.
+
+    :meth:`feed_slot` queues one whole slot instead — what a transmitter that holds a frame's
+    packets does: n <= B importances, and the slot carries exactly those n datagrams on n
+    subcarriers (the same power per packet; a frame's last slot is often short). Queued slots
+    are drawn before any loose values. Every slot consumes B gains and B uniforms from the
+    generator, so a short slot does not shift the draws of the ones after it.
     """
 
     def __init__(
@@ -272,6 +278,7 @@ class LinkSlots:
         self.power = power
         self._rng = np.random.default_rng(seed)
         self.pending: deque[float] = deque()
+        self.slots_pending: deque[list[float]] = deque()
         self.slot: SlotDraw | None = None
         self._lost: list[bool] = []
         self._buckets: list[int] = []
@@ -288,18 +295,31 @@ class LinkSlots:
             raise ValueError("importance values must lie in [0, 1]")
         self.pending.extend(vals)
 
+    def feed_slot(self, values: Iterable[float]) -> None:
+        """Queue one slot of 1..B datagrams with these importances in [0, 1]."""
+        vals = [float(v) for v in values]
+        if not 1 <= len(vals) <= self.subcarriers:
+            raise ValueError(f"a slot holds 1..{self.subcarriers} datagrams, not {len(vals)}")
+        if any(not 0.0 <= v <= 1.0 for v in vals):
+            raise ValueError("importance values must lie in [0, 1]")
+        self.slots_pending.append(vals)
+
     def draw_slot(self) -> SlotDraw:
-        """Draw and allocate the next slot (consumes up to B queued importances)."""
+        """Draw and allocate the next slot (a queued slot, else up to B loose importances)."""
         b = self.subcarriers
         pending = self.pending
-        w = np.ones(b)
-        for i in range(min(b, len(pending))):
-            w[i] = pending.popleft()
-        gains = draw_gains(self._rng, self.channel, b)
+        if self.slots_pending:
+            w = np.array(self.slots_pending.popleft())
+        else:
+            w = np.ones(b)
+            for i in range(min(b, len(pending))):
+                w[i] = pending.popleft()
+        n = w.size
+        gains = draw_gains(self._rng, self.channel, b)[:n]
         powers = allocate(self.power, self.snr * gains, w, self.blocklength, self.rate)
         snr = self.snr * gains * powers
         rho = per(snr, self.blocklength, self.rate)
-        lost = self._rng.random(b) < rho
+        lost = self._rng.random(b)[:n] < rho
         with np.errstate(divide="ignore"):
             db = np.maximum(10.0 * np.log10(snr), SNR_FLOOR_DB)
         self._buckets = np.searchsorted(SNR_EDGES_DB, db, side="left").tolist()

@@ -18,7 +18,7 @@ Fate of one input datagram (``last_fate``): ``action`` is ``drop:link``, ``drop:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -28,6 +28,7 @@ from semnet.core.impair.loss import make_loss
 from semnet.core.impair.queue import HeldQueue, SlotGate, packet_time_ns
 from semnet.core.impair.spec import S32_MAX, Chance, ImpairSpec
 from semnet.core.impair.units import percent_to_u32
+from semnet.core.wire import peek_importance
 
 DROP_REASONS = ("loss", "limit")  # always counted; "link" is added once a link is configured
 _NS = 1e9
@@ -206,6 +207,7 @@ class Impairment:
         )
         if old is not None:
             self.link.pending.extend(old.pending)
+            self.link.slots_pending.extend(old.slots_pending)
         self.counters.dropped_by_reason.setdefault("link", 0)
 
     def feed_importance(self, values: Iterable[float]) -> None:
@@ -217,6 +219,17 @@ class Impairment:
         """
         if self.link is not None:
             self.link.feed(values)
+
+    def feed_frame(self, datagrams: Sequence[bytes]) -> None:
+        """A wireless link sends a frame in slots of up to B of its datagrams, each powered by
+        the importance it carries (1 where none): queue those slots before the datagrams come
+        (its transmitter holds them). Without a link nothing happens."""
+        if self.link is None:
+            return
+        values = [1.0 if v is None else v for v in map(peek_importance, datagrams)]
+        b = self.link.subcarriers
+        for i in range(0, len(values), b):
+            self.link.feed_slot(values[i : i + b])
 
     @property
     def last_fate(self) -> Fate | None:
