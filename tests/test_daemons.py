@@ -11,7 +11,7 @@ from semnet.core.reassembly import Reassembler
 from semnet.images import load_image
 from semnet.models import zoo
 from semnet.models.fill import get_fill
-from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
+from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings, perceptual_available
 from semnet.testbed import LocalTestbed
 
 pytestmark = pytest.mark.slow
@@ -100,8 +100,12 @@ def test_malformed_datagram_is_counted_not_fatal(bed, photo):
 
 
 def test_metrics_expose_quality_histograms(bed, photo):
-    bed.send(photo, "m.png")
+    report = bed.send(photo, "m.png")
     text = bed.metrics("receiver")
+    if perceptual_available():  # LPIPS and semantic accuracy come with the optional weights
+        assert 0 <= report["lpips"] < 1 and isinstance(report["semantic_agree"], bool)
+        assert total(text, "semnet_frame_lpips_count", loss_bucket="0") >= 1
+        assert total(text, "semnet_frame_semantic_total", fill="zero") >= 1
     psnr = samples(text, "semnet_frame_psnr_db_bucket")
     assert any(("loss_bucket", "0") in labels and ("fill", "zero") in labels for labels in psnr)
     assert total(text, "semnet_frame_ssim_count") >= 1

@@ -139,7 +139,7 @@ def receive(frame: AssembledFrame | None, shape: tuple[int, ...]) -> np.ndarray 
 
 @dataclass
 class ClassicalResult(FrameResult):
-    decoded: bool  # False: the frame was lost and scored as the fallback picture
+    decoded: bool = True  # False: the frame was lost and scored as the fallback picture
 
 
 def transmit(
@@ -150,8 +150,10 @@ def transmit(
     datagram_size: int = 1200,
     start: float = 0.0,
     interval: float = 1e-4,
+    perceptual: bool = False,
 ) -> ClassicalResult:
-    """Send an encoded image through impairment -> reassembler -> classical receiver, scored."""
+    """Send an encoded image through impairment -> reassembler -> classical receiver, scored
+    (``perceptual``: LPIPS and semantic agreement too)."""
     sent = packetize_stream(data, contender, image.shape, datagram_size)
     reassembler = Reassembler(deadline=float("inf"))
     frames = []
@@ -174,7 +176,7 @@ def transmit(
         image=shown,
         timings={"decode": time.perf_counter() - t0},
         decoded=decoded is not None,
-        **score(shown, image),
+        **score(shown, image, perceptual),
     )
 
 

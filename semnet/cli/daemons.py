@@ -25,6 +25,11 @@ config_option = click.option(
 @click.option("--codec", help="zoo codec name")
 @click.option("--partition", help="channel | spatial | token | intra-token | patch[:AxB]")
 @click.option("--interleave/--no-interleave", default=None)
+@click.option(
+    "--importance/--no-importance",
+    default=None,
+    help="CAM importance per datagram, for semantic-aware power allocation in the proxy",
+)
 @click.option("--seed", type=int)
 def sender(config: str | None, **flags) -> None:
     """Encode images handed over by `semnet send` and send them as datagrams."""
@@ -73,7 +78,7 @@ def proxy(config: str | None, **flags) -> None:
 @auth_option
 @click.option("--listen", help="host:port to receive datagrams on")
 @click.option("--http", help="host:port for the reference channel and /metrics")
-@click.option("--fill", help="zero | mean")
+@click.option("--fill", help="zero | mean | f0 | diffusion[:T] (T DDIM steps, default 10)")
 @click.option("--output", help="folder for reconstructed images")
 @click.option("--deadline", type=float, help="seconds after a frame's first datagram")
 def receiver(config: str | None, **flags) -> None:

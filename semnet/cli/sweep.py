@@ -77,24 +77,36 @@ def invocation(ctx: click.Context) -> str:
     return shlex.join(words)
 
 
+def _mean(group: list[dict], metric: str) -> float | None:
+    values = [float(r[metric]) for r in group if r.get(metric) is not None]
+    return sum(values) / len(values) if values else None
+
+
 def summary(rows: list[dict]) -> str:
-    """Mean over images per contender and loss point, as a text table."""
+    """Mean over images per contender and loss point, as a text table (LPIPS and semantic
+    accuracy when the rows have them)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         interleave = "-" if r["interleave"] is None else ("on" if r["interleave"] else "off")
         key = (r["codec"], r["partition"], r["fill"], interleave, r["loss_model"])
         groups[(*key, f"{r['loss'] * 100:g}%")].append(r)
-    head = ("codec", "partition", "fill", "il", "model", "loss", "real", "PSNR", "SSIM", "bpp")
-    lines = ["{:<16} {:<12} {:<5} {:<3} {:<9} {:>5} {:>6} {:>6} {:>6} {:>6} decoded".format(*head)]
+    perceptual = any(r.get("lpips") is not None for r in rows)
+    head = ["codec", "partition", "fill", "il", "model", "loss", "real", "PSNR", "SSIM", "bpp"]
+    row = "{:<16} {:<12} {:<12} {:<3} {:<9} {:>5} {:>6} {:>6} {:>6} {:>6}"
+    if perceptual:
+        head += ["LPIPS", "sem"]
+        row += " {:>6} {:>5}"
+    lines = [(row + " decoded").format(*head)]
     for key, group in groups.items():
         n = len(group)
-        means = [sum(r[m] for r in group) / n for m in ("realised_loss", "psnr_db", "ssim", "bpp")]
+        metrics = ["realised_loss", "psnr_db", "ssim", "bpp"]
+        metrics += ["lpips", "semantic_agree"] if perceptual else []
+        means = [_mean(group, m) for m in metrics]
+        loss, psnr_db, ssim, bpp = means[:4]
+        cells = [f"{loss:.1%}", f"{psnr_db:.2f}", f"{ssim:.3f}", f"{bpp:.3f}"]
+        cells += ["-" if m is None else f"{m:.3f}" for m in means[4:]]
         decoded = f"{sum(r['decoded'] for r in group)}/{n}"
-        lines.append(
-            "{:<16} {:<12} {:<5} {:<3} {:<9} {:>5} {:>6.1%} {:>6.2f} {:>6.3f} {:>6.3f} {}".format(
-                *key, *means, decoded
-            )
-        )
+        lines.append((row + " {}").format(*key, *cells, decoded))
     return "\n".join(lines)
 
 
@@ -113,6 +125,9 @@ def summary(rows: list[dict]) -> str:
 @click.option("--datagram-size", type=int, default=1200, show_default=True)
 @click.option("--out", default="sweep.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--online", is_flag=True, help="through sender/proxy/receiver daemons on loopback")
+@click.option(
+    "--perceptual", is_flag=True, help="also LPIPS and semantic accuracy (make metrics-extra)"
+)
 def sweep(
     codecs,
     partitions,
@@ -126,6 +141,7 @@ def sweep(
     datagram_size,
     out,
     online,
+    perceptual,
 ) -> None:
     """Measure quality against packet loss for every combination of the axes; comma-separated
     flags give an axis several values. Writes JSON rows and prints mean quality per point."""
@@ -142,6 +158,7 @@ def sweep(
         interleave=tuple(parse_interleave(interleave)),
         seed=seed,
         datagram_size=datagram_size,
+        perceptual=perceptual,
     )
     pictures = load_images(images)
     command = invocation(click.get_current_context())

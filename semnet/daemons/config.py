@@ -13,6 +13,7 @@ from semnet.config import check, load, read_yaml
 from semnet.core.auth import check_key
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
+from semnet.models.fill import get_fill
 
 
 def _is_address(value: str) -> bool:
@@ -68,6 +69,7 @@ class SenderConfig(AuthKeys):
     )
     quant: str | None = None  # round | uniform | asymmetric; None: the codec's default
     bits: int | None = None
+    importance: bool = False  # CAM importance byte per datagram (needs make metrics-extra)
     stream: int = field(default=1, metadata=check(lambda v: 0 <= v < 65536, "must be a u16"))
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
     # None: from the clock, so a restart never reuses ids; a number pins the frame ids (and so
@@ -103,11 +105,23 @@ class ProxyConfig(AuthKeys):
             raise ConfigError(f"record: {self.record!r} is the file being replayed")
 
 
+def _is_fill(spec: str) -> bool:
+    try:
+        get_fill(spec)
+    except ConfigError:
+        return False
+    return True
+
+
+_fill = check(_is_fill, "is not a fill (zero, mean, f0, diffusion or diffusion:T)")
+
+
 @dataclass(frozen=True)
 class ReceiverConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
-    fill: str = "zero"
+    fill: str = field(default="zero", metadata=_fill)  # zero | mean | f0 | diffusion[:T]
+    perceptual: bool = True  # LPIPS and semantic accuracy per frame, when their weights exist
     deadline: float = field(
         default=0.5, metadata=positive
     )  # seconds after a frame's first datagram

@@ -9,7 +9,7 @@ realised-loss buckets so a dashboard can draw quality versus loss with a bounded
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -19,6 +19,7 @@ _LOWER = (0.0, *LOSS_EDGES[:-1])
 LOSS_BUCKETS = ("0", *(f"{lo:g}-{hi:g}" for lo, hi in zip(_LOWER, LOSS_EDGES, strict=True)))
 PSNR_BUCKETS = (10, 14, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 40, 50)
 SSIM_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
+LPIPS_BUCKETS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -61,7 +62,8 @@ class LiveCounters(Collector):
 
 
 class FrameQuality:
-    """Receiver histograms: per-frame loss ratio, PSNR, SSIM and latency."""
+    """Receiver histograms: per-frame loss ratio, PSNR, SSIM, LPIPS and latency; semantic
+    agreement as a counter split by ``agree`` (accuracy = true / all)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("codec", "fill", "loss_bucket")
@@ -86,6 +88,19 @@ class FrameQuality:
             buckets=SSIM_BUCKETS,
             registry=registry,
         )
+        self.lpips = Histogram(
+            "semnet_frame_lpips",
+            "LPIPS-AlexNet of decoded frames (lower is closer)",
+            labels,
+            buckets=LPIPS_BUCKETS,
+            registry=registry,
+        )
+        self.semantic = Counter(
+            "semnet_frame_semantic",
+            "Decoded frames whose classifier top-1 label agrees (or not) with the original's",
+            (*labels, "agree"),
+            registry=registry,
+        )
         self.latency = Histogram(
             "semnet_frame_latency_seconds",
             "First datagram to decoded image",
@@ -100,12 +115,17 @@ class FrameQuality:
         fill: str,
         loss: float,
         latency: float,
-        psnr_db: float | None,
-        ssim: float | None,
+        quality: dict,
     ) -> None:
+        """``quality`` holds what was scored: psnr_db and ssim, perhaps lpips, semantic_agree."""
         self.loss.labels(codec, fill).observe(loss)
         self.latency.labels(codec, fill).observe(latency)
-        if psnr_db is not None and ssim is not None:
-            bucket = loss_bucket(loss)
-            self.psnr.labels(codec, fill, bucket).observe(psnr_db)
-            self.ssim.labels(codec, fill, bucket).observe(ssim)
+        bucket = loss_bucket(loss)
+        if quality.get("psnr_db") is not None and quality.get("ssim") is not None:
+            self.psnr.labels(codec, fill, bucket).observe(quality["psnr_db"])
+            self.ssim.labels(codec, fill, bucket).observe(quality["ssim"])
+        if quality.get("lpips") is not None:
+            self.lpips.labels(codec, fill, bucket).observe(quality["lpips"])
+        if quality.get("semantic_agree") is not None:
+            agree = "true" if quality["semantic_agree"] else "false"
+            self.semantic.labels(codec, fill, bucket, agree).inc()

@@ -44,7 +44,7 @@ from semnet.errors import SemnetError
 from semnet.images import save_png
 from semnet.models import zoo
 from semnet.models.fill import get_fill
-from semnet.pipeline.frames import FrameDecoder, lost_frame, score
+from semnet.pipeline.frames import FrameDecoder, lost_frame, perceptual_available, score
 from semnet.pipeline.tensors import pick_device
 
 log = logging.getLogger("semnet.receiver")
@@ -74,6 +74,7 @@ class Receiver:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         self.fill_name = cfg.fill
+        self.perceptual = cfg.perceptual and perceptual_available()
         self.decoder = FrameDecoder(self.codec_for, get_fill(cfg.fill), self.device)
         self.reassembler = Reassembler(
             cfg.deadline,
@@ -205,7 +206,7 @@ class Receiver:
         ref = self.references.get((frame.stream, frame.frame))
         image = None if ref is None else ref.image
         quality = (
-            score(decoded.image, image)
+            score(decoded.image, image, self.perceptual)
             if image is not None and image.shape == decoded.image.shape
             else {}
         )
@@ -221,14 +222,7 @@ class Receiver:
             )
         codec = zoo.entry_by_id(frame.descriptor.codec_id).name
         latency = time.monotonic() - frame.first_arrival if frame.datagrams else 0.0
-        self.quality.observe(
-            codec,
-            self.fill_name,
-            decoded.loss_ratio,
-            latency,
-            quality.get("psnr_db"),
-            quality.get("ssim"),
-        )
+        self.quality.observe(codec, self.fill_name, decoded.loss_ratio, latency, quality)
         self.frames_decoded += 1
         report = {
             "stream": frame.stream,
@@ -241,6 +235,8 @@ class Receiver:
             "loss_ratio": decoded.loss_ratio,
             "psnr_db": quality.get("psnr_db"),
             "ssim": quality.get("ssim"),
+            "lpips": quality.get("lpips"),
+            "semantic_agree": quality.get("semantic_agree"),
             "saved": saved,
             "timings": decoded.timings,
         }

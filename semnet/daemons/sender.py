@@ -56,7 +56,12 @@ class Sender:
         entry = zoo.entry(cfg.codec)
         self.codec_name = entry.name
         path = PathSettings(
-            parse_spec(cfg.partition), cfg.interleave, cfg.datagram_size, cfg.quant, cfg.bits
+            parse_spec(cfg.partition),
+            cfg.interleave,
+            cfg.datagram_size,
+            cfg.quant,
+            cfg.bits,
+            cfg.importance,
         )
         first_frame, first_seq = boot_numbers(time.time_ns())
         self.encoder = FrameEncoder(

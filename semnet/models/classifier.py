@@ -39,10 +39,9 @@ def load() -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-@torch.inference_mode()
-def logits(x: torch.Tensor) -> torch.Tensor:
-    """Class scores for a batch in [0, 1], resized to 224 x 224 and scaled to [-1, 1] as
-    EfficientNet-Lite was trained."""
+def _prepare(x: torch.Tensor) -> torch.Tensor:
+    """A batch in [0, 1] resized to 224 x 224 and scaled to [-1, 1], as EfficientNet-Lite was
+    trained."""
     x = F.interpolate(
         x.float(),
         size=(INPUT_SIZE, INPUT_SIZE),
@@ -50,7 +49,29 @@ def logits(x: torch.Tensor) -> torch.Tensor:
         align_corners=False,
         antialias=True,
     ).clamp(0.0, 1.0)
-    return load()(x * 2.0 - 1.0)
+    return x * 2.0 - 1.0
+
+
+@torch.inference_mode()
+def logits(x: torch.Tensor) -> torch.Tensor:
+    """Class scores for a batch in [0, 1]."""
+    return load()(_prepare(x))
+
+
+@torch.inference_mode()
+def cam(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Class activation map of one image's top-1 class (paper 002 eq. 23-26), (h, w) in [0, 1].
+
+    I^k = sum_c u_c^k f_c over the last feature maps f and the classifier weights u of the
+    most probable class k, min-max normalised, then resized to ``size`` (the latent's h, w).
+    """
+    model = load()
+    features = model.extract_features(_prepare(x))  # (1, C_f, 7, 7)
+    k = int(model._fc(features.mean(dim=(2, 3)))[0].argmax())
+    heat = torch.einsum("c,chw->hw", model._fc.weight[k], features[0])
+    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp(min=1e-12)
+    resized = F.interpolate(heat[None, None], size=size, mode="bilinear", align_corners=False)
+    return resized[0, 0].clamp(0.0, 1.0)
 
 
 def top1(x: torch.Tensor) -> int:

@@ -11,6 +11,7 @@ from semnet.core import packetize, quant
 from semnet.core.partition import parse_spec, spec_name
 from semnet.core.reassembly import AssembledFrame
 from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, QuantKind
+from semnet.models import classifier, lpips
 from semnet.models.codec import Codec
 from semnet.models.fill import Fill
 from semnet.models.metrics import psnr, ssim
@@ -28,6 +29,9 @@ class PathSettings:
     datagram_size: int = 1200
     quant_kind: str | None = None  # None: the codec's default ("round", "uniform", "asymmetric")
     bits: int | None = None
+    # Each datagram carries its semantic importance: the classifier's CAM averaged over the
+    # datagram's elements (paper 002 eq. 23-27), for semantic-aware power allocation.
+    importance: bool = False
 
     @property
     def partition_name(self) -> str:
@@ -105,9 +109,14 @@ class FrameEncoder:
             seed=frame_seed(self.seed, frame),
             datagram_size=self.path.datagram_size,
             authenticated=self.key is not None,
+            importance=self.path.importance,
         )
+        importance = None
+        if self.path.importance:
+            cam = classifier.cam(to_tensor(image, torch.device("cpu")), y.shape[1:]).numpy()
+            importance = packetize.datagram_importance(desc, cam)
         datagrams = packetize.packetize(
-            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq, self.key
+            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq, self.key, importance
         )
         t2 = time.perf_counter()
         sent = SentFrame(
@@ -179,7 +188,19 @@ def lost_frame(dg: Datagram) -> AssembledFrame:
     )
 
 
-def score(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """PSNR (dB) and SSIM of a reconstruction against its reference, both uint8 H x W x 3."""
+def perceptual_available() -> bool:
+    """LPIPS and semantic accuracy need the optional offline weights (``make metrics-extra``)."""
+    return lpips.available() and classifier.available()
+
+
+def score(image: np.ndarray, reference: np.ndarray, perceptual: bool = False) -> dict:
+    """PSNR (dB) and SSIM of a reconstruction against its reference, both uint8 H x W x 3;
+    with ``perceptual`` also LPIPS-AlexNet and semantic agreement (the classifier's top-1 label
+    on both is the same), None where their weights are not installed."""
     a, b = to_tensor(image, torch.device("cpu")), to_tensor(reference, torch.device("cpu"))
-    return {"psnr_db": psnr(a, b), "ssim": ssim(a, b)}
+    quality: dict = {"psnr_db": psnr(a, b), "ssim": ssim(a, b)}
+    if perceptual:
+        with torch.inference_mode():
+            quality["lpips"] = lpips.lpips(a, b) if lpips.available() else None
+            quality["semantic_agree"] = classifier.agrees(a, b) if classifier.available() else None
+    return quality

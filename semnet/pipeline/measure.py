@@ -23,24 +23,32 @@ def measure(
     fill: str = "zero",
     path: PathSettings | None = None,
     seed: int = 1,
+    perceptual: bool = False,
 ) -> dict:
-    """Mean and worst-image PSNR / SSIM per loss rate, and the mean bpp on the wire."""
+    """Mean and worst-image PSNR / SSIM per loss rate, and the mean bpp on the wire; with
+    ``perceptual`` mean LPIPS and semantic accuracy too (where their weights are installed)."""
     path = path or PathSettings()
     decoder = FrameDecoder(lambda _: codec, get_fill(fill))
     per_loss, bpps = {}, []
     for p in losses:
-        psnrs, ssims = {}, []
+        psnrs, ssims, lpips, agree = {}, [], [], []
         for i, (name, image) in enumerate(sorted(images.items())):
             encoder = FrameEncoder(codec, codec_id, path, seed=seed + i)
             impairment = Impairment(parse_spec(f"loss random {p * 100:g}%"), seed + i)
-            r = transmit(image, encoder, decoder, impairment)
+            r = transmit(image, encoder, decoder, impairment, perceptual=perceptual)
             psnrs[name] = r.psnr_db
             ssims.append(r.ssim)
             bpps.append(r.bpp)
+            if r.lpips is not None:
+                lpips.append(r.lpips)
+            if r.semantic_agree is not None:
+                agree.append(r.semantic_agree)
         worst = min(psnrs, key=psnrs.get)
         per_loss[f"{p:g}"] = {
             "psnr_db": round(statistics.fmean(psnrs.values()), 3),
             "ssim": round(statistics.fmean(ssims), 4),
+            **({"lpips": round(statistics.fmean(lpips), 4)} if lpips else {}),
+            **({"semantic_accuracy": round(statistics.fmean(agree), 4)} if agree else {}),
             "worst_image": worst,
             "worst_psnr_db": round(psnrs[worst], 3),
             "per_image_psnr_db": {k: round(v, 3) for k, v in psnrs.items()},

@@ -27,10 +27,14 @@ class FrameResult:
     ssim: float
     image: np.ndarray
     timings: dict[str, float]
+    lpips: float | None = None  # with perceptual scoring (see semnet.pipeline.frames.score)
+    semantic_agree: bool | None = None
 
 
 def deliver(sent: SentFrame, impairment: Impairment, start: float, interval: float) -> list:
     """Datagrams as the receiver would see them: (arrival time, bytes), in arrival order."""
+    if getattr(impairment, "link", None) is not None:  # a replay has no link
+        impairment.feed_frame(sent.datagrams)
     arrivals = []
     for i, data in enumerate(sent.datagrams):
         for e in impairment.process(data, start + i * interval):
@@ -46,8 +50,10 @@ def transmit(
     impairment: Impairment,
     start: float = 0.0,
     interval: float = 1e-4,
+    perceptual: bool = False,
 ) -> FrameResult:
-    """Send one image through encoder -> impairment -> reassembler -> decoder and score it."""
+    """Send one image through encoder -> impairment -> reassembler -> decoder and score it
+    (``perceptual``: LPIPS and semantic agreement too)."""
     sent = encoder.encode(image)
     reassembler = Reassembler(deadline=float("inf"))
     frames = []
@@ -57,7 +63,7 @@ def transmit(
     h, w = image.shape[:2]
     ours = [f for f in frames if f.frame == sent.frame] or [lost_frame(parse(sent.datagrams[0]))]
     decoded = decoder.decode(ours[0])
-    quality = score(decoded.image, image)
+    quality = score(decoded.image, image, perceptual)
     return FrameResult(
         frame=sent.frame,
         datagrams_sent=len(sent.datagrams),

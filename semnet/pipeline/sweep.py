@@ -91,6 +91,7 @@ class SweepSpec:
     interleave: tuple[bool, ...] = (True,)
     seed: int = 1
     datagram_size: int = 1200
+    perceptual: bool = False  # LPIPS and semantic agreement per row (optional weights)
 
     def __post_init__(self) -> None:
         for axis in ("codecs", "partitions", "fills", "loss_models", "losses", "interleave"):
@@ -160,6 +161,8 @@ def _row(
         "image": image,
         "psnr_db": measured["psnr_db"],
         "ssim": measured["ssim"],
+        "lpips": measured.get("lpips"),
+        "semantic_agree": measured.get("semantic_agree"),
         "bpp": measured["bpp"],
         "realised_loss": measured["realised_loss"],
         "datagrams_sent": measured["datagrams_sent"],
@@ -177,6 +180,8 @@ def _measured(r: FrameResult) -> dict:
     return {
         "psnr_db": r.psnr_db,
         "ssim": r.ssim,
+        "lpips": r.lpips,
+        "semantic_agree": r.semantic_agree,
         "bpp": r.bpp,
         "realised_loss": r.loss_ratio,
         "datagrams_sent": r.datagrams_sent,
@@ -212,7 +217,8 @@ def _semantic_rows(
             for image_name, image in images.items():
                 seed = interleave_seed(spec.seed, image_name)
                 encoder = FrameEncoder(codec, codec_id, path, seed=seed)
-                r = transmit(image, encoder, decoder, _impairment(spec, point, image_name))
+                impairment = _impairment(spec, point, image_name)
+                r = transmit(image, encoder, decoder, impairment, perceptual=spec.perceptual)
                 measured = _measured(r)
                 yield _row(spec, name, partition, fill, interleave, point, image_name, measured)
 
@@ -232,7 +238,7 @@ def _online_rows(
             "interleave": interleave,
             "datagram_size": spec.datagram_size,
         }
-        receiver = {"fill": fill, "save_images": False}
+        receiver = {"fill": fill, "save_images": False, "perceptual": spec.perceptual}
         with LocalTestbed(
             workdir / f"{name}-{i}", seed=spec.seed, sender=sender, receiver=receiver
         ) as bed:
@@ -265,7 +271,9 @@ def _classical_rows(
         for image_name, image in images.items():
             quality, data = matched[image_name]
             impairment = _impairment(spec, point, image_name)
-            r = stream.transmit(image, contender, data, impairment, spec.datagram_size)
+            r = stream.transmit(
+                image, contender, data, impairment, spec.datagram_size, perceptual=spec.perceptual
+            )
             measured = {
                 **_measured(r),
                 "decoded": r.decoded,
