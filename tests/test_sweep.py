@@ -221,3 +221,27 @@ def test_online_sees_the_losses_offline_sees(images, tmp_path):
         assert a["datagrams_received"] == b["datagrams_received"]
         if a["loss"] == 0:
             assert a["psnr_db"] == pytest.approx(b["psnr_db"], abs=0.05)
+
+
+def test_fills_steps_and_perceptual_scores_sweep_and_plot(runner, folder, tmp_path):
+    from semnet.pipeline.frames import perceptual_available
+
+    if not perceptual_available():
+        pytest.skip("needs the optional metrics (make metrics-extra)")
+    out = tmp_path / "fills.json"
+    fills = "zero,f0,diffusion:1,diffusion:2"
+    args = ["sweep", "--images", str(folder), "--fill", fills, "--loss", "0.3", "--perceptual"]
+    result = runner.invoke(cli, [*args, "--partition", "patch:4x4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["fill"] for r in rows} == set(fills.split(","))
+    assert all(r["lpips"] >= 0 and isinstance(r["semantic_agree"], bool) for r in rows)
+    assert "LPIPS" in result.stdout and "diffusion:2" in result.stdout
+    by_fill = {f: [r["psnr_db"] for r in rows if r["fill"] == f] for f in fills.split(",")}
+    assert by_fill["diffusion:1"] != by_fill["zero"]  # the imputer changed what was decoded
+    plots = tmp_path / "plots"
+    result = runner.invoke(cli, ["plot", str(out), "--out", str(plots)])
+    assert result.exit_code == 0, result.output
+    for name in ["lpips_vs_loss", "semantic_vs_loss", "quality_vs_steps"]:
+        with Image.open(plots / f"{name}.png") as im:
+            im.verify()

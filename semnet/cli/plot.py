@@ -51,6 +51,13 @@ def by_contender(rows: list[dict], model: str) -> dict[tuple, dict[float, dict[s
     return table
 
 
+def save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_metric(plt, rows: list[dict], metric: str, ylabel: str, path: Path) -> Path:
     """Mean over images against loss rate, one line per contender, min-max band; a panel per
     loss model."""
@@ -68,10 +75,7 @@ def plot_metric(plt, rows: list[dict], metric: str, ylabel: str, path: Path) -> 
         ax.set(title=f"{model} loss", xlabel="packet loss rate (%)", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
 
 
 def plot_delta(plt, rows: list[dict], at: float, path: Path) -> Path | None:
@@ -93,10 +97,48 @@ def plot_delta(plt, rows: list[dict], at: float, path: Path) -> Path | None:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set(title=f"ΔPSNR at {at:.0%} {model} loss vs. lossless", ylabel="ΔPSNR (dB)")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
+
+
+def diffusion_steps(fill: str) -> tuple[int, str] | None:
+    """(T, temperature as written) of a ``diffusion[:T[:τ]]`` fill, None for other fills."""
+    from semnet.models.fill import DEFAULT_DIFFUSION_STEPS, DEFAULT_TEMPERATURE
+
+    name, *args = str(fill).split(":")
+    if name != "diffusion":
+        return None
+    steps = int(args[0]) if args else DEFAULT_DIFFUSION_STEPS
+    return steps, args[1] if len(args) > 1 else f"{DEFAULT_TEMPERATURE:g}"
+
+
+def plot_steps(plt, rows: list[dict], path: Path) -> Path | None:
+    """Quality against denoising steps T (paper 002 Fig. 5): mean over images, one line per
+    loss rate, a panel each for PSNR and (when scored) LPIPS; None without two or more T."""
+    diffusion = [r for r in rows if diffusion_steps(r["fill"]) is not None]
+    if len({r["fill"] for r in diffusion}) < 2:
+        return None
+    metrics = [("psnr_db", "PSNR (dB)")]
+    if any(r.get("lpips") is not None for r in diffusion):
+        metrics.append(("lpips", "LPIPS (lower is better)"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    for ax, (metric, ylabel) in zip(axes[0], metrics, strict=True):
+        lines: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in diffusion:
+            steps, temperature = diffusion_steps(r["fill"])
+            key = (r["codec"], r["partition"], r["loss_model"], r["loss"], temperature)
+            lines[key][steps].append(r[metric])
+        for (codec, partition, model, loss, temperature), per_t in sorted(lines.items()):
+            ts = sorted(per_t)
+            ax.plot(
+                ts,
+                [sum(per_t[t]) / len(per_t[t]) for t in ts],
+                marker="o",
+                label=f"{codec} {partition} {loss:.0%} {model} τ={temperature}",
+            )
+        ax.set(title="diffusion fill", xlabel="denoising steps T", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return save(plt, fig, path)
 
 
 def plot_channel_means(plt, means: dict[str, dict], path: Path) -> Path | None:
@@ -109,10 +151,7 @@ def plot_channel_means(plt, means: dict[str, dict], path: Path) -> Path | None:
     image = next(iter(means.values()))["image"]
     ax.set(title=f"latent channel means ({image})", xlabel="channel mean", ylabel="density")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path)
 
 
 @click.command(cls=OneLineCommand)
@@ -122,7 +161,8 @@ def plot_channel_means(plt, means: dict[str, dict], path: Path) -> Path | None:
     "--delta-loss", type=float, default=0.1, show_default=True, help="rate of the ΔPSNR plot"
 )
 def plot(results: str, out: str | None, delta_loss: float) -> None:
-    """Plot a sweep: PSNR and SSIM against loss, per-image ΔPSNR, channel means."""
+    """Plot a sweep: PSNR and SSIM (LPIPS, semantic accuracy when scored) against loss,
+    per-image ΔPSNR, channel means, quality against diffusion steps."""
     try:
         import matplotlib
     except ImportError:
@@ -134,16 +174,27 @@ def plot(results: str, out: str | None, delta_loss: float) -> None:
     folder = Path(out) if out else Path(results).resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     rows = data["rows"]
+    delta = plot_delta(plt, rows, delta_loss, folder / "delta_psnr.png")
     written = [
         plot_metric(plt, rows, "psnr_db", "PSNR (dB)", folder / "psnr_vs_loss.png"),
         plot_metric(plt, rows, "ssim", "SSIM", folder / "ssim_vs_loss.png"),
-        plot_delta(plt, rows, delta_loss, folder / "delta_psnr.png"),
+        delta,
         plot_channel_means(plt, data.get("channel_means") or {}, folder / "channel_means.png"),
+        plot_steps(plt, rows, folder / "quality_vs_steps.png"),
     ]
+    if all(r.get("lpips") is not None for r in rows):
+        written += [
+            plot_metric(
+                plt, rows, "lpips", "LPIPS (lower is better)", folder / "lpips_vs_loss.png"
+            ),
+            plot_metric(
+                plt, rows, "semantic_agree", "semantic accuracy", folder / "semantic_vs_loss.png"
+            ),
+        ]
     for path in written:
         if path is not None:
             click.echo(path)
-    if written[2] is None:
+    if delta is None:
         click.echo(f"no ΔPSNR plot: the sweep lacks loss 0 or {delta_loss:g}", err=True)
 
 

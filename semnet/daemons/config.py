@@ -5,6 +5,7 @@ with a key set every control request must be signed (see semnet.core.auth).
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,20 @@ from semnet.errors import ConfigError
 from semnet.models.fill import get_fill
 
 
-def _is_address(value: str) -> bool:
-    try:
-        parse_address(value)
-    except ConfigError:
-        return False
-    return True
+def parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
+    """A field check from a parser: the value is valid when ``parse`` takes it."""
+
+    def ok(value: str) -> bool:
+        try:
+            parse(value)
+        except ConfigError:
+            return False
+        return True
+
+    return ok
 
 
-address = check(_is_address, "is not host:port")
+address = check(parses(parse_address), "is not host:port")
 positive = check(lambda v: v > 0, "must be > 0")
 
 
@@ -105,22 +111,14 @@ class ProxyConfig(AuthKeys):
             raise ConfigError(f"record: {self.record!r} is the file being replayed")
 
 
-def _is_fill(spec: str) -> bool:
-    try:
-        get_fill(spec)
-    except ConfigError:
-        return False
-    return True
-
-
-_fill = check(_is_fill, "is not a fill (zero, mean, f0, diffusion or diffusion:T)")
+fill_spec = check(parses(get_fill), "is not a fill (zero, mean, f0, diffusion[:T[:τ]])")
 
 
 @dataclass(frozen=True)
 class ReceiverConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
-    fill: str = field(default="zero", metadata=_fill)  # zero | mean | f0 | diffusion[:T]
+    fill: str = field(default="zero", metadata=fill_spec)  # zero | mean | f0 | diffusion[:T]
     perceptual: bool = True  # LPIPS and semantic accuracy per frame, when their weights exist
     deadline: float = field(
         default=0.5, metadata=positive

@@ -28,6 +28,7 @@ class Codec(nn.Module):
     stride: int
     latent_channels: int
     quant: QuantDefaults
+    zoo_name: str | None = None  # set when loaded from the zoo (fills look up its imputer)
 
     def __init__(self, cbr: float, stride: int, bits: int) -> None:
         """C = cbr * 3 * stride^2 latent channels, quantized to ``bits`` over [-1, 1] (tanh)."""

@@ -27,6 +27,8 @@ class TrainSettings:
     # Photos are pre-scaled so the shorter side is one of these lengths (pixels).
     scales: tuple[int, ...] = (512, 768, 1024)
     checkpoint_every: int = field(default=250, metadata=positive)
+    # Fine-tuning: a zoo entry whose weights start the run (its lineage goes into the manifest).
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,42 @@ class ModelConfig:
 
 def load_model_config(path: str | Path) -> ModelConfig:
     return load(ModelConfig, read_yaml(path))
+
+
+@dataclass(frozen=True)
+class ImputerTrainSettings:
+    steps: int = field(default=6000, metadata=positive)
+    batch: int = field(default=32, metadata=positive)
+    lr: float = field(default=2e-4, metadata=positive)
+    seed: int = 1
+    # Latents of this many random training-photo crops are computed once, then sampled from.
+    bank: int = field(default=2048, metadata=positive)
+    crop: int = field(
+        default=256,
+        metadata=check(lambda v: v >= 64 and v % 32 == 0, "must be a multiple of 32, >= 64"),
+    )
+    scales: tuple[int, ...] = (512, 768, 1024)
+    # Masks are drawn as the network draws them: units of these partitions, lost at a rate
+    # uniform in [0, max_loss], i.i.d. (interleaved) or in bursts of mean length up to
+    # max_burst (not interleaved), burst_fraction of the time.
+    partitions: tuple[str, ...] = ("channel", "patch:4x4")
+    max_loss: float = field(default=0.6, metadata=probability)
+    burst_fraction: float = field(default=0.3, metadata=probability)
+    max_burst: float = field(default=4.0, metadata=check(lambda v: v >= 1, "must be >= 1"))
+    checkpoint_every: int = field(default=500, metadata=positive)
+
+
+@dataclass(frozen=True)
+class ImputerConfig:
+    name: str
+    codec: str
+    width: int = field(
+        default=64,
+        metadata=check(lambda v: v > 0 and v % 8 == 0, "must be a positive multiple of 8"),
+    )
+    kappa: int = field(default=2, metadata=positive)
+    train: ImputerTrainSettings = field(default_factory=ImputerTrainSettings)
+
+
+def load_imputer_config(path: str | Path) -> ImputerConfig:
+    return load(ImputerConfig, read_yaml(path))

@@ -17,8 +17,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from semnet.errors import SemnetError
+from semnet.models import zoo
 from semnet.models.codec import Codec
-from semnet.models.config import ModelConfig, TrainSettings
+from semnet.models.config import ImputerTrainSettings, ModelConfig, TrainSettings
 from semnet.models.registry import build
 
 DATA_MANIFEST = Path(__file__).resolve().parents[2] / "data" / "training_photos.json"
@@ -26,6 +27,13 @@ DATA_MANIFEST = Path(__file__).resolve().parents[2] / "data" / "training_photos.
 
 def data_manifest_hash(path: Path = DATA_MANIFEST) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def training_files() -> list[str]:
+    """The training photos the manifest lists (scripts/install_training_photos.py writes it)."""
+    if not DATA_MANIFEST.exists():
+        raise SemnetError(f"{DATA_MANIFEST} missing: run scripts/install_training_photos.py")
+    return [e["file"] for e in json.loads(DATA_MANIFEST.read_text())]
 
 
 class CropSampler:
@@ -76,14 +84,43 @@ def train_step(model: Codec, x: torch.Tensor, s: TrainSettings, gen: torch.Gener
     return F.mse_loss(x_hat, x), y.detach()
 
 
-def lr_at(step: int, s: TrainSettings) -> float:
+def lr_at(step: int, s: TrainSettings | ImputerTrainSettings) -> float:
     """Cosine decay from lr to lr/30 over the run (a function of the step, so resume is exact)."""
     return s.lr * (1 / 30 + (1 - 1 / 30) * 0.5 * (1 + math.cos(math.pi * step / s.steps)))
 
 
+def save_state(path: Path, model, opt, gen: torch.Generator, step: int, **extra) -> None:
+    """Write a resumable training state atomically (a crash mid-write keeps the old one)."""
+    state = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "gen": gen.get_state(),
+        "step": step,
+        **extra,
+    }
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def resume(path: Path, model, opt, gen: torch.Generator) -> dict | None:
+    """Load a saved state into the model, optimiser and generator; the state, or None."""
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["gen"])
+    return state
+
+
 def train(
-    cfg: ModelConfig, run_dir: Path, steps: int | None = None, progress: bool = True
+    cfg: ModelConfig,
+    run_dir: Path,
+    steps: int | None = None,
+    progress: bool = True,
+    files: list[str] | None = None,
 ) -> Codec:
+    """Train (or resume) on crops of ``files`` (default: the training-photo manifest)."""
     s = cfg.train
     total = steps if steps is not None else s.steps
     torch.manual_seed(s.seed)
@@ -93,17 +130,17 @@ def train(
     gen = torch.Generator().manual_seed(s.seed)
     state_path = run_dir / "state.pt"
     start, mean = 0, torch.zeros(model.latent_channels)
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
+    if s.init_from is not None and not state_path.exists():
+        model.load_state_dict(zoo.load(s.init_from).state_dict())
+        mean = model.channel_mean.clone()
+    state = resume(state_path, model, opt, gen)
+    if state is not None:
         start, mean = state["step"], state["mean"]
-    if not DATA_MANIFEST.exists():
-        raise SemnetError(f"{DATA_MANIFEST} missing: run scripts/install_training_photos.py")
-    files = [e["file"] for e in json.loads(DATA_MANIFEST.read_text())]
     # a finished run only needs exporting: skip loading the photos
-    sampler = CropSampler(files, s.scales, s.crop, seed=s.seed + start) if start < total else None
+    sampler = None
+    if start < total:
+        photos = files if files is not None else training_files()
+        sampler = CropSampler(photos, s.scales, s.crop, seed=s.seed + start)
     run_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
     avg = None
@@ -118,14 +155,6 @@ def train(
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         bar.set_postfix(psnr=f"{-10 * math.log10(max(avg, 1e-10)):.2f}")
         if (step + 1) % s.checkpoint_every == 0 or step + 1 == total:
-            state = {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "gen": gen.get_state(),
-                "step": step + 1,
-                "mean": mean,
-            }
-            torch.save(state, state_path.with_suffix(".tmp"))
-            state_path.with_suffix(".tmp").replace(state_path)
+            save_state(state_path, model, opt, gen, step + 1, mean=mean)
     model.channel_mean.copy_(mean)
     return model.to(memory_format=torch.contiguous_format).eval()

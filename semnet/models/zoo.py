@@ -3,12 +3,13 @@
 A checkpoint is named ``<name>-<sha256[:8]>.safetensors`` (content-hashed, as CompressAI does);
 its entry ``<name>.json`` records the architecture config, the training command, the training
 data manifest hash, the steps and the measured metrics. Codec ids on the wire map to entries.
+Diffusion imputers (``imputers/``) are shipped the same way, each tied to one codec's weights.
 """
 
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,19 @@ from safetensors.torch import load_file, save_file
 
 from semnet.errors import ModelError
 from semnet.models.codec import Codec
+from semnet.models.imputer import DiffusionImputer
 from semnet.models.registry import build
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
+IMPUTER_DIR = ZOO_DIR / "imputers"
 DEFAULT_CODEC = "cnn-c64"
 
 
-@dataclass(frozen=True)
-class ZooEntry:
+@dataclass(frozen=True, kw_only=True)
+class Shipped:
+    """What every shipped checkpoint's manifest records."""
+
     name: str
-    codec_id: int
-    architecture: str
     params: dict[str, Any]
     file: str
     sha256: str
@@ -37,6 +40,22 @@ class ZooEntry:
     data_manifest_sha256: str
     steps: int
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZooEntry(Shipped):
+    codec_id: int
+    architecture: str
+    # Earlier runs this one was fine-tuned from, oldest first: {command, steps, sha256} each.
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImputerEntry(Shipped):
+    """A diffusion imputer trained on one codec's latents (that codec's weights, by sha256)."""
+
+    codec: str
+    codec_sha256: str
 
 
 def entries(zoo_dir: Path = ZOO_DIR) -> list[ZooEntry]:
@@ -62,35 +81,79 @@ def entry_by_id(codec_id: int) -> ZooEntry:
 def load(name: str) -> Codec:
     """Build the architecture and load its weights (float32 for compute), in eval mode."""
     e = entry(name)
-    path = ZOO_DIR / e.file
-    if not path.exists():
-        raise ModelError(f"{path}: checkpoint file missing")
     model = build(e.architecture, e.params)
-    state = {k: v.float() for k, v in load_file(path).items()}
-    model.load_state_dict(state)
+    model.load_state_dict(_load_weights(ZOO_DIR / e.file))
+    model.zoo_name = name  # lets a fill find what the zoo ships for this codec (its imputer)
     return model.to(memory_format=torch.channels_last).eval()
 
 
-def export(model: Codec, e: ZooEntry, dtype: torch.dtype = torch.float16) -> ZooEntry:
-    """Write the weights (in ``dtype``) and the manifest entry; returns the entry as written."""
-    ZOO_DIR.mkdir(exist_ok=True)
+def _save_weights(model: torch.nn.Module, directory: Path, name: str, dtype: torch.dtype):
+    """Write ``<name>-<sha256[:8]>.safetensors`` (replacing older ones); returns (file, sha256)."""
+    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp = ZOO_DIR / f"{e.name}.tmp"
+    tmp = directory / f"{name}.tmp"
     save_file(state, tmp)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    for old in ZOO_DIR.glob(f"{e.name}-*.safetensors"):
+    for old in directory.glob(f"{name}-*.safetensors"):
         old.unlink()
-    final = ZOO_DIR / f"{e.name}-{digest[:8]}.safetensors"
+    final = directory / f"{name}-{digest[:8]}.safetensors"
     tmp.replace(final)
     final.chmod(0o644)  # safetensors writes 0600; shipped weights are world-readable
-    e = ZooEntry(
-        **{
-            **asdict(e),
-            "file": final.name,
-            "sha256": digest,
-            "dtype": str(dtype).removeprefix("torch."),
-        }
-    )
-    (ZOO_DIR / f"{e.name}.json").write_text(json.dumps(asdict(e), indent=1) + "\n")
+    return final.name, digest
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise ModelError(f"{path}: checkpoint file missing")
+    return {k: v.float() for k, v in load_file(path).items()}
+
+
+def _publish(model: torch.nn.Module, e: Shipped, directory: Path, dtype: torch.dtype):
+    """Write the weights (in ``dtype``) and the manifest entry; returns the entry as written."""
+    file, digest = _save_weights(model, directory, e.name, dtype)
+    e = replace(e, file=file, sha256=digest, dtype=str(dtype).removeprefix("torch."))
+    (directory / f"{e.name}.json").write_text(json.dumps(asdict(e), indent=1) + "\n")
     load.cache_clear()
+    load_imputer.cache_clear()
     return e
+
+
+def export(model: Codec, e: ZooEntry, dtype: torch.dtype = torch.float16) -> ZooEntry:
+    return _publish(model, e, ZOO_DIR, dtype)
+
+
+def imputer_entries(zoo_dir: Path = IMPUTER_DIR) -> list[ImputerEntry]:
+    return [ImputerEntry(**json.loads(p.read_text())) for p in sorted(zoo_dir.glob("*.json"))]
+
+
+def imputer_entry(codec: str) -> ImputerEntry:
+    """The imputer shipped for ``codec``; ModelError if none, or if it was trained on other
+    weights than the codec ships now (a retrained codec needs its imputer retrained too)."""
+    found = [e for e in imputer_entries() if e.codec == codec]
+    if not found:
+        raise ModelError(
+            f"no diffusion imputer in the zoo for codec {codec!r} "
+            f"(train one: semnet train-imputer --config configs/imputers/<name>.yaml)"
+        )
+    e = found[0]
+    if e.codec_sha256 != entry(codec).sha256:
+        raise ModelError(
+            f"imputer {e.name!r} was trained on other weights of {codec!r}: retrain it "
+            f"({e.command})"
+        )
+    return e
+
+
+@functools.lru_cache(maxsize=8)
+def load_imputer(codec: str) -> DiffusionImputer:
+    """The imputer for a zoo codec, float32, in eval mode (cached)."""
+    e = imputer_entry(codec)
+    model = DiffusionImputer(**e.params)
+    model.load_state_dict(_load_weights(IMPUTER_DIR / e.file))
+    return model.eval()
+
+
+def export_imputer(
+    model: DiffusionImputer, e: ImputerEntry, dtype: torch.dtype = torch.float16
+) -> ImputerEntry:
+    return _publish(model, e, IMPUTER_DIR, dtype)
