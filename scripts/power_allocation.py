@@ -8,7 +8,7 @@ concentration, paper 002 §III-A) with a CAM importance byte per datagram, sent 
 D, R_c and B), filled (zero, or the diffusion imputer) and scored. For every SNR and image the
 three schemes see the same channel draws (the same seed): only the powers differ.
 
-    .venv/bin/python scripts/power_allocation.py [--snr -6,-3,0,3,6] [--fill zero,diffusion]
+    .venv/bin/python scripts/power_allocation.py [--snr=-6,-3,0,3,6] [--fill zero,diffusion]
         [--out results/imputing/power_allocation.json]
 
 Needs the optional metrics (make metrics-extra) for the CAM and for LPIPS / semantic accuracy.
