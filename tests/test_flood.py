@@ -49,6 +49,7 @@ def bed(tmp_path_factory):
         "max_pixels": MAX_PIXELS,
         "max_reference_bytes": MAX_REFERENCE_BYTES,
         "save_images": False,
+        "perceptual": False,  # the baseline below is without the LPIPS and classifier models
     }
     sender = {"threads": 1, "rate_mbps": NOMINAL_MBPS, "datagram_size": DATAGRAM}
     with LocalTestbed(

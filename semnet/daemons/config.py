@@ -14,7 +14,6 @@ from semnet.config import check, load, read_yaml
 from semnet.core.auth import check_key
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
-from semnet.models.fill import get_fill
 
 
 def parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
@@ -111,7 +110,13 @@ class ProxyConfig(AuthKeys):
             raise ConfigError(f"record: {self.record!r} is the file being replayed")
 
 
-fill_spec = check(parses(get_fill), "is not a fill (zero, mean, f0, diffusion[:T[:τ]])")
+def _fill(spec: str) -> object:
+    from semnet.models.fill import get_fill  # torch: only a receiver config pays for it
+
+    return get_fill(spec)
+
+
+fill_spec = check(parses(_fill), "is not a fill (zero, mean, f0, diffusion[:T[:τ]])")
 
 
 @dataclass(frozen=True)
