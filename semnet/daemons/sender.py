@@ -30,7 +30,8 @@ from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import parse_address, udp_socket
 from semnet.daemons.service import control_app, metrics_route, serve_http
-from semnet.models import zoo
+from semnet.errors import ConfigError
+from semnet.models import classifier, zoo
 from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
 from semnet.pipeline.tensors import pick_device
 
@@ -49,6 +50,8 @@ def boot_numbers(now_ns: int) -> tuple[int, int]:
 class Sender:
     def __init__(self, cfg: SenderConfig) -> None:
         self.cfg = cfg
+        if cfg.importance and not classifier.available():
+            raise ConfigError("importance: the CAM needs the classifier (make metrics-extra)")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.key = cfg.load_auth_key()
