@@ -123,7 +123,7 @@ fill_spec = check(parses(_fill), "is not a fill (zero, mean, f0, diffusion[:T[:Ï
 class ReceiverConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
-    fill: str = field(default="zero", metadata=fill_spec)  # zero | mean | f0 | diffusion[:T]
+    fill: str = field(default="zero", metadata=fill_spec)  # zero|mean|f0|diffusion[:T[:Ï„]]
     perceptual: bool = True  # LPIPS and semantic accuracy per frame, when their weights exist
     deadline: float = field(
         default=0.5, metadata=positive
