@@ -78,7 +78,7 @@ def proxy(config: str | None, **flags) -> None:
 @auth_option
 @click.option("--listen", help="host:port to receive datagrams on")
 @click.option("--http", help="host:port for the reference channel and /metrics")
-@click.option("--fill", help="zero | mean | f0 | diffusion[:T[:τ]] (T steps, default 10; τ default 0)")
+@click.option("--fill", help="zero | mean | f0 | diffusion[:T[:τ]] (default T 10, τ 0)")
 @click.option("--output", help="folder for reconstructed images")
 @click.option("--deadline", type=float, help="seconds after a frame's first datagram")
 def receiver(config: str | None, **flags) -> None:
