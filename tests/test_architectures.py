@@ -243,3 +243,31 @@ def test_training_can_start_from_a_zoo_checkpoint(tmp_path):
     want = zoo.load(zoo.DEFAULT_CODEC).state_dict()
     got = model.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("arch", ["cnn-scale", "cnn-sem"])
+def test_a_sem_variant_starts_from_the_baseline_backbone(arch):
+    from semnet.models import zoo
+    from semnet.models.train import init_from
+
+    base = zoo.load(zoo.DEFAULT_CODEC)
+    params = {k: v for k, v in zoo.entry(zoo.DEFAULT_CODEC).params.items()}
+    model = build(arch, {**params, **({"k": 3} if arch == "cnn-sem" else {})}).eval()
+    fresh = init_from(model, base)
+    assert fresh and all(".gamma." in k for k in fresh)
+    shared = base.state_dict()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in shared.items())
+    # the Dynamic Scale layer computes the copied convolution up to one gain, c / sum ||W~||
+    f = torch.randn(1, params["hidden"], 8, 8)
+    ds, conv = model.encoder[6], base.encoder[6]
+    with torch.no_grad():
+        gain = ds.row_norms().numel() / ds.row_norms().sum()
+        torch.testing.assert_close(ds(f), conv(f) * gain, rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_rejects_a_parent_of_another_shape():
+    from semnet.models.train import init_from
+
+    small = CNNCodec(cbr=1 / 12, hidden=8, bits=5)
+    with pytest.raises(ValueError, match="shapes differ"):
+        init_from(CNNCodec(cbr=1 / 12, hidden=16, bits=5), small)

@@ -71,6 +71,14 @@ class DynamicScaleConv(nn.Module):
         rows = torch.cat([self.weight.flatten(1), self.bias[:, None]], dim=1)
         return rows / self.row_norms()[:, None]
 
+    @torch.no_grad()
+    def take_conv_gains(self) -> None:
+        """Set Γ(s) so γ_i ∝ ||W̃_i||: the layer then computes the plain convolution its weights
+        came from, up to one gain (c / Σ||W̃||), so fine-tuning from a baseline starts near it."""
+        last = self.gamma[-1]
+        last.weight.zero_()
+        last.bias.copy_(self.row_norms().log())
+
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         k = self.scales() / self.row_norms()  # γ_i / ||W̃_i||
         w = self.weight * k[:, None, None, None]

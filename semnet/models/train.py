@@ -21,6 +21,7 @@ from semnet.models import zoo
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerTrainSettings, ModelConfig, TrainSettings
 from semnet.models.registry import build
+from semnet.models.sem import DynamicScaleConv
 
 DATA_MANIFEST = Path(__file__).resolve().parents[2] / "data" / "training_photos.json"
 
@@ -113,6 +114,28 @@ def resume(path: Path, model, opt, gen: torch.Generator) -> dict | None:
     return state
 
 
+def init_from(model: Codec, parent: Codec) -> list[str]:
+    """Start ``model`` from ``parent``'s weights; the names of the tensors it starts fresh.
+
+    A SEM variant shares the baseline's backbone, so every tensor with the same name and shape
+    is copied; tensors only the model has (Dynamic Scale's Γ) keep their initialisation, and a
+    Dynamic Scale layer then takes the copied convolution's per-channel gains. A tensor both
+    have with different shapes means the architectures do not match: that is an error.
+    """
+    mine, theirs = model.state_dict(), parent.state_dict()
+    clash = [k for k in mine if k in theirs and mine[k].shape != theirs[k].shape]
+    if clash:
+        raise ValueError(f"init_from: shapes differ for {', '.join(clash)}")
+    fresh = [k for k in mine if k not in theirs]
+    if len(fresh) == len(mine):
+        raise ValueError("init_from: the parent shares no tensor with this architecture")
+    model.load_state_dict({k: theirs[k] for k in mine if k in theirs}, strict=False)
+    for module in model.modules():
+        if isinstance(module, DynamicScaleConv):
+            module.take_conv_gains()
+    return fresh
+
+
 def train(
     cfg: ModelConfig,
     run_dir: Path,
@@ -131,7 +154,7 @@ def train(
     state_path = run_dir / "state.pt"
     start, mean = 0, torch.zeros(model.latent_channels)
     if s.init_from is not None and not state_path.exists():
-        model.load_state_dict(zoo.load(s.init_from).state_dict())
+        init_from(model, zoo.load(s.init_from))
         mean = model.channel_mean.clone()
     state = resume(state_path, model, opt, gen)
     if state is not None:
