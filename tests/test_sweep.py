@@ -89,6 +89,23 @@ def test_same_seed_gives_identical_rows(tiny, images, result):
     assert json.dumps(other["rows"]) != json.dumps(result["rows"])
 
 
+def test_repeats_are_the_runs_of_successive_seeds(tiny, images, result):
+    spec = SweepSpec(**{**SPEC.__dict__, "codecs": ("tiny", "jpeg"), "repeats": 2})
+    rows = run_sweep(images, spec, load=tiny)["rows"]
+    second = run_sweep(images, SweepSpec(**{**spec.__dict__, "seed": 2, "repeats": 1}), load=tiny)
+    first = [r for r in result["rows"] if r["codec"] in spec.codecs]
+    for codec in spec.codecs:
+        want = [r for r in first + second["rows"] if r["codec"] == codec]
+        got = [r for r in rows if r["codec"] == codec]
+        key = lambda r: (r["seed"], r["partition"], r["interleave"], r["loss"], r["image"])  # noqa: E731
+        assert json.dumps(sorted(got, key=key)) == json.dumps(sorted(want, key=key))
+
+
+def test_repeats_must_be_positive():
+    with pytest.raises(ConfigError, match="repeats"):
+        SweepSpec(repeats=0)
+
+
 def test_every_contender_draws_from_the_same_seeded_stream(tiny, images, monkeypatch):
     made: list[tuple[int, list[str]]] = []
 

@@ -122,6 +122,9 @@ def summary(rows: list[dict]) -> str:
 @click.option("--interleave", default="on", show_default=True, help="on, off or on,off")
 @click.option("--images", default=None, help="folder, eval or eval:NAME,... (default: demo photos)")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--repeats", type=int, default=1, show_default=True, help="loss draws per point (seed + r)"
+)
 @click.option("--datagram-size", type=int, default=1200, show_default=True)
 @click.option("--out", default="sweep.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--online", is_flag=True, help="through sender/proxy/receiver daemons on loopback")
@@ -138,6 +141,7 @@ def sweep(
     interleave,
     images,
     seed,
+    repeats,
     datagram_size,
     out,
     online,
@@ -157,6 +161,7 @@ def sweep(
         burst_length=burst_length,
         interleave=tuple(parse_interleave(interleave)),
         seed=seed,
+        repeats=repeats,
         datagram_size=datagram_size,
         perceptual=perceptual,
     )

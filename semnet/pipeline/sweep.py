@@ -90,6 +90,9 @@ class SweepSpec:
     burst_length: float | None = None
     interleave: tuple[bool, ...] = (True,)
     seed: int = 1
+    # Independent draws of losses and interleaving per point: repeat r is seeded by seed + r.
+    # Eight photos of ~40 datagrams each leave a 40% point's realised loss a few points off.
+    repeats: int = 1
     datagram_size: int = 1200
     perceptual: bool = False  # LPIPS and semantic agreement per row (optional weights)
 
@@ -124,11 +127,16 @@ class SweepSpec:
             parse_impairment(impairment_text(model, rate, self.burst_length))
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed: {self.seed} is not a u32")
+        if not 1 <= self.repeats <= 2**32 - self.seed:
+            raise ConfigError(f"repeats: {self.repeats} must be >= 1 (seed + repeats - 1 a u32)")
         if not 100 <= self.datagram_size <= MAX_DATAGRAM:
             raise ConfigError(f"datagram size: {self.datagram_size} is not in 100..{MAX_DATAGRAM}")
 
     def loss_points(self) -> list[tuple[str, float]]:
         return list(itertools.product(self.loss_models, self.losses))
+
+    def seeds(self) -> range:
+        return range(self.seed, self.seed + self.repeats)
 
     @property
     def semantic(self) -> list[str]:
@@ -145,6 +153,7 @@ def _row(
     partition: str,
     fill: str,
     interleave: bool | None,
+    seed: int,
     point: tuple[str, float],
     image: str,
     measured: dict,
@@ -171,8 +180,8 @@ def _row(
         "decoded": measured.get("decoded", True),
         "quality": measured.get("quality"),
         "target_bytes": measured.get("target_bytes"),
-        "seed": spec.seed,
-        "impairment_seed": impairment_seed(spec.seed, image, model, rate),
+        "seed": seed,
+        "impairment_seed": impairment_seed(seed, image, model, rate),
     }
 
 
@@ -190,16 +199,21 @@ def _measured(r: FrameResult) -> dict:
     }
 
 
-def _losses(spec: SweepSpec, point: tuple[str, float], image: str) -> tuple[str, int]:
-    """(netem spec, seed) of one loss point on one image."""
+def _losses(spec: SweepSpec, seed: int, point: tuple[str, float], image: str) -> tuple[str, int]:
+    """(netem spec, impairment seed) of one loss point on one image, in the draw ``seed``."""
     model, rate = point
     text = impairment_text(model, rate, spec.burst_length)
-    return text, impairment_seed(spec.seed, image, model, rate)
+    return text, impairment_seed(seed, image, model, rate)
 
 
-def _impairment(spec: SweepSpec, point: tuple[str, float], image: str) -> Impairment:
-    text, seed = _losses(spec, point, image)
-    return Impairment(parse_impairment(text), seed)
+def _impairment(spec: SweepSpec, seed: int, point: tuple[str, float], image: str) -> Impairment:
+    text, impairment = _losses(spec, seed, point, image)
+    return Impairment(parse_impairment(text), impairment)
+
+
+def _draws(spec: SweepSpec, images: dict) -> Iterator[tuple[int, tuple[str, float], str]]:
+    """(seed, loss point, image) in row order: draws outermost, images innermost."""
+    return itertools.product(spec.seeds(), spec.loss_points(), images)
 
 
 def _configs(spec: SweepSpec) -> Iterator[tuple[str, str, bool]]:
@@ -213,14 +227,14 @@ def _semantic_rows(
         log.info("sweep: %s %s fill %s interleave %s", name, partition, fill, interleave)
         path = PathSettings(parse_partition(partition), interleave, spec.datagram_size)
         decoder = FrameDecoder(lambda _: codec, get_fill(fill))
-        for point in spec.loss_points():
-            for image_name, image in images.items():
-                seed = interleave_seed(spec.seed, image_name)
-                encoder = FrameEncoder(codec, codec_id, path, seed=seed)
-                impairment = _impairment(spec, point, image_name)
-                r = transmit(image, encoder, decoder, impairment, perceptual=spec.perceptual)
-                measured = _measured(r)
-                yield _row(spec, name, partition, fill, interleave, point, image_name, measured)
+        for seed, point, image_name in _draws(spec, images):
+            encoder = FrameEncoder(codec, codec_id, path, seed=interleave_seed(seed, image_name))
+            impairment = _impairment(spec, seed, point, image_name)
+            r = transmit(
+                images[image_name], encoder, decoder, impairment, perceptual=spec.perceptual
+            )
+            measured = _measured(r)
+            yield _row(spec, name, partition, fill, interleave, seed, point, image_name, measured)
 
 
 def _online_rows(
@@ -242,15 +256,16 @@ def _online_rows(
         with LocalTestbed(
             workdir / f"{name}-{i}", seed=spec.seed, sender=sender, receiver=receiver
         ) as bed:
-            for point in spec.loss_points():
-                for image_name, image in images.items():
-                    text, seed = _losses(spec, point, image_name)
-                    bed.set_impairment(f"{text} seed {seed}".strip())
-                    report = bed.send(image, image_name)
-                    if "error" in report:
-                        raise SemnetError(f"{name} on {image_name}: {report['error']}")
-                    measured = {**report, "realised_loss": report["loss_ratio"]}
-                    yield _row(spec, name, partition, fill, interleave, point, image_name, measured)
+            for seed, point, image_name in _draws(spec, images):
+                text, impairment = _losses(spec, seed, point, image_name)
+                bed.set_impairment(f"{text} seed {impairment}".strip())
+                report = bed.send(images[image_name], image_name)
+                if "error" in report:
+                    raise SemnetError(f"{name} on {image_name}: {report['error']}")
+                measured = {**report, "realised_loss": report["loss_ratio"]}
+                yield _row(
+                    spec, name, partition, fill, interleave, seed, point, image_name, measured
+                )
 
 
 def _classical_rows(
@@ -267,21 +282,25 @@ def _classical_rows(
             )
         except SemnetError as exc:
             raise SemnetError(f"{image_name}: {exc}") from None
-    for point in spec.loss_points():
-        for image_name, image in images.items():
-            quality, data = matched[image_name]
-            impairment = _impairment(spec, point, image_name)
-            r = stream.transmit(
-                image, contender, data, impairment, spec.datagram_size, perceptual=spec.perceptual
-            )
-            measured = {
-                **_measured(r),
-                "decoded": r.decoded,
-                "quality": quality,
-                "target_bytes": targets[image_name],
-            }
-            na = NOT_APPLICABLE
-            yield _row(spec, name, na, na, None, point, image_name, measured)
+    for seed, point, image_name in _draws(spec, images):
+        quality, data = matched[image_name]
+        impairment = _impairment(spec, seed, point, image_name)
+        r = stream.transmit(
+            images[image_name],
+            contender,
+            data,
+            impairment,
+            spec.datagram_size,
+            perceptual=spec.perceptual,
+        )
+        measured = {
+            **_measured(r),
+            "decoded": r.decoded,
+            "quality": quality,
+            "target_bytes": targets[image_name],
+        }
+        na = NOT_APPLICABLE
+        yield _row(spec, name, na, na, None, seed, point, image_name, measured)
 
 
 def channel_means(codec: Codec, image: np.ndarray) -> list[float]:
