@@ -262,3 +262,14 @@ def test_fills_steps_and_perceptual_scores_sweep_and_plot(runner, folder, tmp_pa
     for name in ["lpips_vs_loss", "semantic_vs_loss", "quality_vs_steps"]:
         with Image.open(plots / f"{name}.png") as im:
             im.verify()
+
+
+def test_plots_keep_every_loss_draw_of_an_image():
+    rows = [
+        {"codec": "c", "partition": "channel:1", "fill": "zero", "interleave": True,
+         "loss_model": "bernoulli", "loss": 0.1, "image": "a", "seed": s, "psnr_db": v}
+        for s, v in ((1, 20.0), (2, 24.0))
+    ]  # fmt: skip
+    table = plot_cli.by_contender(rows, "bernoulli")
+    (per_loss,) = table.values()
+    assert plot_cli.image_mean(per_loss[0.1], "a", "psnr_db") == 22.0

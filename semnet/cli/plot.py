@@ -42,13 +42,26 @@ def labels(rows: list[dict]) -> dict[tuple, str]:
     return out
 
 
-def by_contender(rows: list[dict], model: str) -> dict[tuple, dict[float, dict[str, dict]]]:
-    """contender -> loss -> image -> row, for one loss model."""
-    table: dict[tuple, dict[float, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+def by_contender(rows: list[dict], model: str) -> dict[tuple, dict[float, dict[str, list]]]:
+    """contender -> loss -> image -> its rows (one per loss draw), for one loss model."""
+    table: dict[tuple, dict[float, dict[str, list]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for r in rows:
         if r["loss_model"] == model:
-            table[tuple(r[f] for f in CONTENDER)][r["loss"]][r["image"]] = r
+            table[tuple(r[f] for f in CONTENDER)][r["loss"]][r["image"]].append(r)
     return table
+
+
+def image_mean(per_image: dict[str, list], image: str, metric: str) -> float:
+    """One image's metric averaged over its loss draws."""
+    return sum(r[metric] for r in per_image[image]) / len(per_image[image])
+
+
+def colours(plt, n: int) -> list:
+    """n distinct colours: matplotlib's default cycle repeats after 10 lines."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
 
 
 def save(plt, fig, path: Path) -> Path:
@@ -59,19 +72,25 @@ def save(plt, fig, path: Path) -> Path:
 
 
 def plot_metric(plt, rows: list[dict], metric: str, ylabel: str, path: Path) -> Path:
-    """Mean over images against loss rate, one line per contender, min-max band; a panel per
-    loss model."""
+    """Mean over images and draws against loss rate, one line per contender, band from the worst
+    to the best image; a panel per loss model."""
     models = list(dict.fromkeys(r["loss_model"] for r in rows))
     names = labels(rows)
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
-        for key, per_loss in by_contender(rows, model).items():
+        table = by_contender(rows, model)
+        for colour, (key, per_loss) in zip(colours(plt, len(table)), table.items(), strict=True):
             losses = sorted(per_loss)
-            values = [[r[metric] for r in per_loss[p].values()] for p in losses]
             x = [100 * p for p in losses]
-            (line,) = ax.plot(x, [sum(v) / len(v) for v in values], marker="o", label=names[key])
-            lows, highs = [min(v) for v in values], [max(v) for v in values]
-            ax.fill_between(x, lows, highs, color=line.get_color(), alpha=0.15)
+            mean = [
+                sum(r[metric] for rs in per_loss[p].values() for r in rs)
+                / sum(len(rs) for rs in per_loss[p].values())
+                for p in losses
+            ]
+            ax.plot(x, mean, marker="o", label=names[key], color=colour)
+            per_image = [[image_mean(per_loss[p], n, metric) for n in per_loss[p]] for p in losses]
+            lows, highs = [min(v) for v in per_image], [max(v) for v in per_image]
+            ax.fill_between(x, lows, highs, color=colour, alpha=0.1)
         ax.set(title=f"{model} loss", xlabel="packet loss rate (%)", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
@@ -90,9 +109,15 @@ def plot_delta(plt, rows: list[dict], at: float, path: Path) -> Path | None:
     images = list(dict.fromkeys(r["image"] for r in rows))
     width = 0.8 / len(pairs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(images) + 2), 4.5))
-    for i, (key, per_loss) in enumerate(pairs.items()):
-        deltas = [per_loss[at][n]["psnr_db"] - per_loss[0.0][n]["psnr_db"] for n in images]
-        ax.bar([j + i * width for j in range(len(images))], deltas, width, label=names[key])
+    for i, (colour, (key, per_loss)) in enumerate(
+        zip(colours(plt, len(pairs)), pairs.items(), strict=True)
+    ):
+        deltas = [
+            image_mean(per_loss[at], n, "psnr_db") - image_mean(per_loss[0.0], n, "psnr_db")
+            for n in images
+        ]
+        x = [j + i * width for j in range(len(images))]
+        ax.bar(x, deltas, width, label=names[key], color=colour)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(images))], images, rotation=30)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set(title=f"ΔPSNR at {at:.0%} {model} loss vs. lossless", ylabel="ΔPSNR (dB)")
