@@ -176,10 +176,12 @@ def zoo_list(as_json: bool) -> None:
     for e in codecs:
         m = e.metrics.get("by_loss", {})
         lossless = m.get("0", {}).get("psnr_db")
+        kept = e.metrics.get("psnr_kept_at_max_loss", float("nan"))
+        at = max(map(float, m), default=float("nan"))
         click.echo(
-            f"{e.name:<20} id {e.codec_id:<4} {e.architecture:<6} "
+            f"{e.name:<20} id {e.codec_id:<4} {e.architecture:<10} "
             f"{e.metrics.get('bpp_on_wire', float('nan')):.3f} bpp  "
-            f"lossless {lossless} dB  ({e.file})"
+            f"lossless {lossless} dB, {kept:.1%} kept at {at:.0%} loss  ({e.file})"
         )
     for e in imputers:
         click.echo(f"{e.name:<20} imputer for {e.codec}, {e.steps} steps  ({e.file})")
