@@ -271,3 +271,31 @@ def test_init_from_rejects_a_parent_of_another_shape():
     small = CNNCodec(cbr=1 / 12, hidden=8, bits=5)
     with pytest.raises(ValueError, match="shapes differ"):
         init_from(CNNCodec(cbr=1 / 12, hidden=16, bits=5), small)
+
+
+def test_residual_blocks_grow_a_trained_codec_without_changing_it():
+    """``blocks`` adds named, zero-initialised blocks: a parent without them seeds the model
+    exactly (same tensors, same reconstruction), and training then changes the blocks."""
+    from semnet.models.train import init_from
+
+    torch.manual_seed(0)
+    parent = CNNCodec(cbr=1 / 12, hidden=8, bits=5).eval()
+    model = CNNCodec(cbr=1 / 12, hidden=8, bits=5, blocks=2).eval()
+    fresh = init_from(model, parent)
+    assert sorted({k.split(".")[1] for k in fresh}) == ["r0", "r1"]
+    assert {k.split(".")[0] for k in fresh} == {"encoder", "decoder"}
+    x = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        y = model.encode(x)
+        torch.testing.assert_close(y, parent.encode(x))
+        torch.testing.assert_close(model.decode(y, 37, 50), parent.decode(y, 37, 50))
+    before = model.encoder.r1.conv1.weight.detach().clone()
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        loss, _ = train_step(model, torch.rand(2, 3, 32, 32), TrainSettings(), torch.Generator())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model.decoder.r0.conv2.weight.abs().sum() > 0
+    assert not torch.equal(model.encoder.r1.conv1.weight, before)  # gradient reaches past zeros

@@ -8,15 +8,19 @@ The Semantic Equalization Mechanism (001 §IV, ``semnet.models.sem``) is optiona
 encoder and before quantization as in Algorithm 1: ``dynamic_scale`` makes the last convolution
 a Dynamic Scale layer (its tanh is the existing one); ``broadcast`` = K > 0 appends Neighbouring
 Semantic Broadcast over K channels. With both off the module tree (and state dict) is the
-baseline's. The registry's ``cnn-scale``, ``cnn-nsb`` and ``cnn-sem`` are the functions below.
+baseline's. ``blocks`` = B > 0 adds B residual blocks to each half at twice the latent
+resolution, named ``r0``, ``r1``, ... so the other layers keep their names and a checkpoint
+without them still seeds one with them (``init_from``; the blocks start as the identity).
+The registry's ``cnn-scale``, ``cnn-nsb`` and ``cnn-sem`` are the functions below.
 """
 
 import math
+from collections import OrderedDict
 
 from torch import nn
 
 from semnet.models.codec import Codec
-from semnet.models.layers import GDN, down, up
+from semnet.models.layers import GDN, ResidualBlock, down, up
 from semnet.models.sem import DynamicScaleConv, NeighbourBroadcast
 
 
@@ -29,6 +33,7 @@ class CNNCodec(Codec):
         stride: int = 16,
         dynamic_scale: bool = False,
         broadcast: int = 0,
+        blocks: int = 0,
     ) -> None:
         stages = round(math.log2(stride))
         if stride < 4 or 2**stages != stride:
@@ -43,8 +48,16 @@ class CNNCodec(Codec):
             dec += [up(n, n), GDN(n, inverse=True)]
         last = DynamicScaleConv(n, channels) if dynamic_scale else down(n, channels)
         sem = [NeighbourBroadcast(channels, broadcast)] if broadcast else []
-        self.encoder = nn.Sequential(*enc, last, nn.Tanh(), *sem)
-        self.decoder = nn.Sequential(*dec, up(n, 3))
+        # after the encoder's last GDN and the decoder's first IGDN: twice the latent resolution
+        self.encoder = _with_blocks([*enc, last, nn.Tanh(), *sem], len(enc), n, blocks)
+        self.decoder = _with_blocks([*dec, up(n, 3)], 2, n, blocks)
+
+
+def _with_blocks(layers: list[nn.Module], at: int, channels: int, blocks: int) -> nn.Sequential:
+    """``layers`` as a Sequential named 0, 1, ..., with ``blocks`` residual blocks before ``at``."""
+    named = [(str(i), layer) for i, layer in enumerate(layers)]
+    extra = [(f"r{i}", ResidualBlock(channels)) for i in range(blocks)]
+    return nn.Sequential(OrderedDict(named[:at] + extra + named[at:]))
 
 
 def cnn_scale(cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16) -> CNNCodec:

@@ -35,6 +35,24 @@ def up(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
 
 
+class ResidualBlock(nn.Module):
+    """x + conv(act(conv(x))), 3x3, with the second convolution zero-initialised.
+
+    Zero-initialised, the block is the identity: inserted into a trained codec it changes
+    nothing until fine-tuning teaches it something, so ``init_from`` can grow a network.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.1))
+
+
 def mlp(dims: list[int], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Fully connected layers ``dims[0] -> dims[1] -> ... -> dims[-1]``, ``act`` between them."""
     layers: list[nn.Module] = []
