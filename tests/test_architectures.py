@@ -299,3 +299,19 @@ def test_residual_blocks_grow_a_trained_codec_without_changing_it():
         opt.step()
     assert model.decoder.r0.conv2.weight.abs().sum() > 0
     assert not torch.equal(model.encoder.r1.conv1.weight, before)  # gradient reaches past zeros
+
+
+@pytest.mark.parametrize("arch", ["cnn-scale", "cnn-nsb", "cnn-sem"])
+def test_sem_variants_take_residual_blocks_from_a_grown_parent(arch):
+    """A SEM variant with ``blocks`` starts from a residual CNN: blocks copied, Γ fresh."""
+    from semnet.models.train import init_from
+
+    torch.manual_seed(0)
+    parent = CNNCodec(cbr=1 / 12, hidden=8, bits=5, blocks=2)
+    model = build(arch, {"cbr": 1 / 12, "hidden": 8, "bits": 5, "blocks": 2})
+    fresh = init_from(model, parent)
+    assert all(".gamma." in k for k in fresh)
+    mine = model.state_dict()
+    blocks = [k for k in parent.state_dict() if ".r0." in k or ".r1." in k]
+    assert len(blocks) == 16
+    assert all(torch.equal(mine[k], parent.state_dict()[k]) for k in blocks)

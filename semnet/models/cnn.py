@@ -60,20 +60,32 @@ def _with_blocks(layers: list[nn.Module], at: int, channels: int, blocks: int) -
     return nn.Sequential(OrderedDict(named[:at] + extra + named[at:]))
 
 
-def cnn_scale(cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16) -> CNNCodec:
+def cnn_scale(
+    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, blocks: int = 0
+) -> CNNCodec:
     """CNN + Dynamic Scale (architecture ``cnn-scale``, 001 §IV-B)."""
-    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True)
+    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, blocks=blocks)
 
 
 def cnn_nsb(
-    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, k: int = 3
+    cbr: float = 1 / 12,
+    hidden: int = 128,
+    bits: int = 5,
+    stride: int = 16,
+    k: int = 3,
+    blocks: int = 0,
 ) -> CNNCodec:
     """CNN + Neighbouring Semantic Broadcast over K channels (architecture ``cnn-nsb``, §IV-C)."""
-    return CNNCodec(cbr, hidden, bits, stride, broadcast=k)
+    return CNNCodec(cbr, hidden, bits, stride, broadcast=k, blocks=blocks)
 
 
 def cnn_sem(
-    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, k: int = 3
+    cbr: float = 1 / 12,
+    hidden: int = 128,
+    bits: int = 5,
+    stride: int = 16,
+    k: int = 3,
+    blocks: int = 0,
 ) -> CNNCodec:
     """CNN + both SEM modules (architecture ``cnn-sem``, §IV): Dynamic Scale, then NSB."""
-    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, broadcast=k)
+    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, broadcast=k, blocks=blocks)
