@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--image", help="photo to use (centre-cropped and resized to --size)")
     p.add_argument("--size", default="512x768", help="HxW of the frame (default 512x768)")
-    p.add_argument("--codec", default=zoo.DEFAULT_CODEC, help="zoo codec name (default cnn-c64)")
+    p.add_argument(
+        "--codec", default=zoo.DEFAULT_CODEC, help="zoo codec name (default: the zoo default)"
+    )
     p.add_argument("--datagram-size", type=int, default=1200)
     p.add_argument("--fill", default="zero")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON output file")

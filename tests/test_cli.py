@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from semnet.models import DEFAULT_CODEC
+
 
 def semnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -93,7 +95,7 @@ def test_demo_json_on_a_folder(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["codec"] == "cnn-c64" and 0 < out["bpp"] < 1.5 and out["repeat"] == 2
+    assert out["codec"] == DEFAULT_CODEC and 0 < out["bpp"] < 1.5 and out["repeat"] == 2
     assert [r["loss"] for r in out["results"]] == [0.0, 0.3]
     lossless, lossy = out["results"]
     for r in out["results"]:

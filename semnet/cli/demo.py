@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from semnet.errors import SemnetError
+from semnet.models import DEFAULT_CODEC
 
 DEFAULT_LOSSES = "0,0.05,0.1,0.2,0.3,0.4"
 DEMO_IMAGES = Path(__file__).resolve().parent.parent / "demo_images"
@@ -41,7 +42,7 @@ def mean(values: list[float]) -> float | None:
     show_default=True,
     help="comma-separated random loss rates (0..1)",
 )
-@click.option("--codec", default="cnn-c64", show_default=True)
+@click.option("--codec", default=DEFAULT_CODEC, show_default=True)
 @click.option("--fill", default="zero", show_default=True)
 @click.option("--partition", default="channel", show_default=True)
 @click.option("--seed", default=1, show_default=True)

@@ -14,6 +14,7 @@ from semnet.config import check, load, read_yaml
 from semnet.core.auth import check_key
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
+from semnet.models import DEFAULT_CODEC
 
 
 def parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
@@ -66,7 +67,7 @@ class SenderConfig(AuthKeys):
     http: str = field(default="127.0.0.1:7000", metadata=address)  # semnet send + /metrics
     data_to: str = field(default="127.0.0.1:7100", metadata=address)  # proxy (or receiver) UDP
     receiver_http: str = field(default="127.0.0.1:7201", metadata=address)  # reference channel
-    codec: str = "cnn-c64"
+    codec: str = DEFAULT_CODEC
     partition: str = "channel"
     interleave: bool = True
     datagram_size: int = field(

@@ -1,1 +1,7 @@
-"""Models layer (torch): codecs behind one interface, fills, metrics, registry and zoo."""
+"""Models layer (torch): codecs behind one interface, fills, metrics, registry and zoo.
+
+The default codec's name lives here, where importing it loads no torch, so the daemons' configs
+and the CLI can name it without loading the models.
+"""
+
+DEFAULT_CODEC = "cnn-c64"

@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from semnet.errors import ModelError
+from semnet.models import DEFAULT_CODEC  # noqa: F401  (zoo.DEFAULT_CODEC is the public name)
 from semnet.models.codec import Codec
 from semnet.models.imputer import DiffusionImputer
 from semnet.models.registry import build
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 IMPUTER_DIR = ZOO_DIR / "imputers"
-DEFAULT_CODEC = "cnn-c64"
 
 
 @dataclass(frozen=True, kw_only=True)
