@@ -40,7 +40,8 @@ def training_options(example: str, export_help: str):
 
 @click.command()
 @training_options(
-    "configs/models/cnn-c64.yaml", "measure on the evaluation photos and write the zoo entry"
+    "configs/models/cnn-c64-res-e50.yaml",
+    "measure on the evaluation photos and write the zoo entry",
 )
 def train(
     config_path: str, steps: int | None, run_dir: str | None, threads: int, export: bool
@@ -97,7 +98,7 @@ IMPUTER_PARTITIONS = ("channel", "patch:4x4")
 
 @click.command("train-imputer")
 @training_options(
-    "configs/imputers/diffusion-cnn-c64.yaml",
+    "configs/imputers/diffusion-cnn-c64-res-e50.yaml",
     "measure fills on the evaluation photos and write the zoo entry",
 )
 def train_imputer(
