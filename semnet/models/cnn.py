@@ -16,6 +16,7 @@ The registry's ``cnn-scale``, ``cnn-nsb`` and ``cnn-sem`` are the functions belo
 
 import math
 from collections import OrderedDict
+from typing import Any
 
 from torch import nn
 
@@ -60,32 +61,16 @@ def _with_blocks(layers: list[nn.Module], at: int, channels: int, blocks: int) -
     return nn.Sequential(OrderedDict(named[:at] + extra + named[at:]))
 
 
-def cnn_scale(
-    cbr: float = 1 / 12, hidden: int = 128, bits: int = 5, stride: int = 16, blocks: int = 0
-) -> CNNCodec:
-    """CNN + Dynamic Scale (architecture ``cnn-scale``, 001 §IV-B)."""
-    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, blocks=blocks)
+def cnn_scale(**backbone: Any) -> CNNCodec:
+    """CNN + Dynamic Scale (architecture ``cnn-scale``, 001 §IV-B); ``backbone``: CNNCodec's."""
+    return CNNCodec(**backbone, dynamic_scale=True)
 
 
-def cnn_nsb(
-    cbr: float = 1 / 12,
-    hidden: int = 128,
-    bits: int = 5,
-    stride: int = 16,
-    k: int = 3,
-    blocks: int = 0,
-) -> CNNCodec:
+def cnn_nsb(k: int = 3, **backbone: Any) -> CNNCodec:
     """CNN + Neighbouring Semantic Broadcast over K channels (architecture ``cnn-nsb``, §IV-C)."""
-    return CNNCodec(cbr, hidden, bits, stride, broadcast=k, blocks=blocks)
+    return CNNCodec(**backbone, broadcast=k)
 
 
-def cnn_sem(
-    cbr: float = 1 / 12,
-    hidden: int = 128,
-    bits: int = 5,
-    stride: int = 16,
-    k: int = 3,
-    blocks: int = 0,
-) -> CNNCodec:
+def cnn_sem(k: int = 3, **backbone: Any) -> CNNCodec:
     """CNN + both SEM modules (architecture ``cnn-sem``, §IV): Dynamic Scale, then NSB."""
-    return CNNCodec(cbr, hidden, bits, stride, dynamic_scale=True, broadcast=k, blocks=blocks)
+    return CNNCodec(**backbone, dynamic_scale=True, broadcast=k)
