@@ -103,14 +103,12 @@ def image_drops(rows: list[dict], loss: float = 0.1) -> list[str]:
     """
     unique = {tuple(r[k] for k in (*KEY, "loss", "image", "seed")): r for r in rows}
     rows = [r for r in unique.values() if r["partition"] != "-"]
-    ref, lines = (
-        lossless(rows),
-        [
-            f"| codec | partition | draws per image | mean drop at {100 * loss:g}% | worst image "
-            "(mean over its draws) | worst frame (realised loss) |",
-            "|---|---|---|---|---|---|",
-        ],
-    )
+    ref = lossless(rows)
+    lines = [
+        f"| codec | partition | draws per image | mean drop at {100 * loss:g}% | worst image "
+        "(mean over its draws) | worst frame (realised loss) |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, by_loss in groups(rows).items():
         codec, partition, fill = key[:3]
         base, at = ref.get((codec, partition, fill)), by_loss.get(loss)
