@@ -138,12 +138,19 @@ def datagram_importance(desc: FrameDescriptor, spatial: np.ndarray) -> list[int]
     Datagrams that carry whole channels (channel-wise partition) all cover the full map: their
     importances come out equal, as they should — CAM importance is spatial.
     """
+    lay = layout(desc)
+    return run_importance(desc, lay.order, np.arange(0, lay.order.size, lay.per_datagram), spatial)
+
+
+def run_importance(
+    desc: FrameDescriptor, order: np.ndarray, starts: np.ndarray, spatial: np.ndarray
+) -> list[int]:
+    """Importance bytes of consecutive runs of the send ``order`` beginning at ``starts`` (the
+    last run ends with the order): each the mean of ``spatial`` over its elements, times 255."""
     c, h, w = desc.latent
     if spatial.shape != (h, w):
         raise ConfigError(f"importance map {spatial.shape} is not the latent's ({h}, {w})")
-    lay = layout(desc)
-    values = np.clip(spatial, 0.0, 1.0).reshape(-1)[lay.order % (h * w)]
-    starts = np.arange(0, values.size, lay.per_datagram)
+    values = np.clip(spatial, 0.0, 1.0).reshape(-1)[order % (h * w)]
     sizes = np.diff(np.append(starts, values.size))
     means = np.add.reduceat(values, starts) / sizes
     return [int(v) for v in np.rint(means * 255)]

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from semnet.core import coded, packetize
 from semnet.core.auth import Replay, ReplayWindow
-from semnet.core.packetize import check_payload
 from semnet.core.seqnum import SeqClass, SequenceTracker, seq_diff
 from semnet.core.wire import Datagram, FrameDescriptor, parse
 from semnet.errors import ConfigError, WireError
@@ -76,6 +76,13 @@ class ReassemblyCounters:
         """Count one dropped datagram under its reason slug."""
         self.malformed += 1
         self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
+
+    def reclassify_malformed(self, reason: str, n: int) -> None:
+        """Move ``n`` accepted datagrams to malformed: their payload failed a check that only
+        decoding can make (an entropy-coded stream), after they were stored in a frame."""
+        self.accepted -= n
+        self.malformed += n
+        self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + n
 
     def count_eviction(self, cap: str) -> None:
         """Count one frame cut short by the cap named ``cap``."""
@@ -153,7 +160,7 @@ class Reassembler:
         out = self.poll(now)
         try:
             dg = parse(data, self.key)
-            check_payload(dg)
+            (coded if dg.descriptor.entropy else packetize).check_payload(dg)
         except WireError as exc:
             self.counters.datagrams += 1
             self.counters.count_malformed(exc.reason)

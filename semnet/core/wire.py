@@ -7,7 +7,11 @@ metric label, so it names the first thing that was wrong.
 
 With flag bit 3 (importance) one byte follows the descriptor: the datagram's semantic
 importance, 0..255 for [0, 1] (paper 002 eq. 27), which a wireless link stage reads to allocate
-power without parsing the rest (:func:`peek_importance`). Bit 2 is reserved.
+power without parsing the rest (:func:`peek_importance`).
+
+With flag bit 2 (entropy coded) the payload is not fixed-width values but one self-contained
+entropy-coded run of the frame's send order (``semnet.core.coded``): datagrams then carry
+different numbers of elements, and the descriptor's quantizer names the coder's alphabet.
 
 With flag bit 1 (authenticated) a 16-byte truncated HMAC-SHA256 follows the payload. The tag
 covers every byte before it with the crc field read as zero; the crc covers every byte, the tag
@@ -33,8 +37,9 @@ MAGIC = 0x53
 VERSION = 1
 FLAG_INTERLEAVED = 0x01
 FLAG_AUTHENTICATED = 0x02
+FLAG_ENTROPY = 0x04
 FLAG_IMPORTANCE = 0x08
-KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED | FLAG_IMPORTANCE
+KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED | FLAG_ENTROPY | FLAG_IMPORTANCE
 MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
 # Bounds memory a receiver spends on one (possibly forged) descriptor: 4 Mi latent elements.
 MAX_LATENT_ELEMENTS = 1 << 22
@@ -142,6 +147,7 @@ class FrameDescriptor:
     datagram_size: int
     authenticated: bool = False  # a tag follows the payload: fewer elements per datagram
     importance: bool = False  # each datagram carries an importance byte before its payload
+    entropy: bool = False  # payloads are entropy-coded runs, not fixed-width values
 
     def __post_init__(self) -> None:
         _check_int("codec_id", self.codec_id, 0, 0xFFFF)
@@ -157,11 +163,13 @@ class FrameDescriptor:
         _check_int("seed", self.seed, 0, 0xFFFFFFFF)
         object.__setattr__(self, "authenticated", bool(self.authenticated))
         object.__setattr__(self, "importance", bool(self.importance))
+        object.__setattr__(self, "entropy", bool(self.entropy))
         _check_int("datagram_size", self.datagram_size, self.overhead + 3, MAX_DATAGRAM)
         if not isinstance(self.quant, QuantSpec) or not isinstance(self.partition, PartitionSpec):
             raise ConfigError("descriptor needs a QuantSpec and a PartitionSpec")
         object.__setattr__(self, "interleave", bool(self.interleave))
-        _check_int("datagram count", math.ceil(elements / self.per_datagram), 1, MAX_COUNT)
+        if not self.entropy:  # coded runs vary in length: the packetizer checks their count
+            _check_int("datagram count", math.ceil(elements / self.per_datagram), 1, MAX_COUNT)
 
     @property
     def overhead(self) -> int:
@@ -212,7 +220,7 @@ def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
     codec, img_h, img_w, c, h, w, kind, bits, lo, hi, a, b, seed, size = _DESCRIPTOR.unpack(raw)
     quant, partition = QuantSpec(kind, bits, lo, hi), PartitionSpec(scheme, a, b)
     interleave, authenticated = bool(flags & FLAG_INTERLEAVED), bool(flags & FLAG_AUTHENTICATED)
-    importance = bool(flags & FLAG_IMPORTANCE)
+    importance, entropy = bool(flags & FLAG_IMPORTANCE), bool(flags & FLAG_ENTROPY)
     return FrameDescriptor(
         codec,
         img_h,
@@ -225,6 +233,7 @@ def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
         size,
         authenticated,
         importance,
+        entropy,
     )
 
 
@@ -252,6 +261,7 @@ def encode(dg: Datagram, key: bytes | None = None) -> bytes:
         (FLAG_INTERLEAVED if desc.interleave else 0)
         | (FLAG_AUTHENTICATED if desc.authenticated else 0)
         | (FLAG_IMPORTANCE if desc.importance else 0)
+        | (FLAG_ENTROPY if desc.entropy else 0)
     )
     buf = bytearray(size)
     addressing = (dg.stream, dg.index, dg.count, dg.seq, dg.frame, 0)
