@@ -101,7 +101,7 @@ def test_three_training_steps_through_the_unchanged_loop(tiny):
     s, gen = TrainSettings(batch=2, crop=32), torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 32, 32, generator=gen).contiguous(memory_format=torch.channels_last)
     for _ in range(3):
-        loss, y = train_step(model, x, s, gen)
+        loss, y, _ = train_step(model, x, s, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -293,7 +293,7 @@ def test_residual_blocks_grow_a_trained_codec_without_changing_it():
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(2):
-        loss, _ = train_step(model, torch.rand(2, 3, 32, 32), TrainSettings(), torch.Generator())
+        loss, _, _ = train_step(model, torch.rand(2, 3, 32, 32), TrainSettings(), torch.Generator())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -7,6 +7,7 @@ two halves; at run time the pipeline quantizes, packetizes, fills and decodes.
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -59,6 +60,20 @@ class Codec(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.pad(x).contiguous(memory_format=torch.channels_last))
 
+    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
+        """The decoder on a latent in the quantizer's range, uncropped and unclamped (training)."""
+        return self.decoder(y)
+
     def decode(self, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = self.decoder(y.contiguous(memory_format=torch.channels_last))
+        x = self.synthesize(y.contiguous(memory_format=torch.channels_last))
         return x[..., :height, :width].clamp(0.0, 1.0)
+
+    def rate_bits(self, y_noisy: torch.Tensor) -> torch.Tensor | None:
+        """Information content in bits of a noisy latent under the codec's learned entropy
+        model (the rate term of training); None for a fixed-rate codec."""
+        return None
+
+    def entropy_table(self) -> np.ndarray | None:
+        """(C, 2^bits) symbol probabilities per channel for the entropy coder, or None when the
+        latent goes on the wire as plain fixed-width values."""
+        return None

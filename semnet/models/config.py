@@ -27,6 +27,9 @@ class TrainSettings:
     # Photos are pre-scaled so the shorter side is one of these lengths (pixels).
     scales: tuple[int, ...] = (512, 768, 1024)
     checkpoint_every: int = field(default=250, metadata=positive)
+    # Rate-distortion trade-off of codecs with an entropy model: the loss is
+    # rate_lambda * 255^2 * MSE + bits per pixel (CompressAI's scale of λ).
+    rate_lambda: float = field(default=0.01, metadata=positive)
     # Fine-tuning: a zoo entry whose weights start the run (its lineage goes into the manifest).
     init_from: str | None = None
 

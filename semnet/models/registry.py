@@ -7,6 +7,7 @@ from typing import Any
 from semnet.errors import ConfigError
 from semnet.models.cnn import CNNCodec, cnn_nsb, cnn_scale, cnn_sem
 from semnet.models.codec import Codec
+from semnet.models.rd import RDCodec
 from semnet.models.swin import SwinCodec
 
 ARCHITECTURES: dict[str, Callable[..., Codec]] = {
@@ -15,6 +16,7 @@ ARCHITECTURES: dict[str, Callable[..., Codec]] = {
     "cnn-nsb": cnn_nsb,  # + Neighbouring Semantic Broadcast (§IV-C)
     "cnn-sem": cnn_sem,  # + both (§IV)
     "swin": SwinCodec,  # SwinJSCC-like Transformer (§III-A)
+    "cnn-rd": RDCodec,  # + learned gain and factorized prior: entropy coded (issue 16)
 }
 
 

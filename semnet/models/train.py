@@ -20,6 +20,7 @@ from semnet.errors import SemnetError
 from semnet.models import zoo
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerTrainSettings, ModelConfig, TrainSettings
+from semnet.models.rd import RDCodec
 from semnet.models.registry import build
 from semnet.models.sem import DynamicScaleConv
 
@@ -77,12 +78,34 @@ def channel_erasure(y: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> 
 
 
 def train_step(model: Codec, x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> tuple:
+    """(loss, latent, bits per pixel or None). A fixed-rate codec learns MSE through additive
+    quantization noise. A codec with an entropy model learns λ·255²·MSE + bpp: the rate of the
+    noisy latent, while the decoder sees the rounded one (straight through), as on the wire."""
     y = model.encode(x)
     q = model.quant
     step = (q.hi - q.lo) / (2**q.bits - 1)
     noisy = y + (torch.rand(y.shape, generator=gen) - 0.5) * step
-    x_hat = model.decoder(channel_erasure(noisy, s, gen))
-    return F.mse_loss(x_hat, x), y.detach()
+    bits = model.rate_bits(noisy)
+    if bits is None:
+        x_hat = model.synthesize(channel_erasure(noisy, s, gen))
+        return F.mse_loss(x_hat, x), y.detach(), None
+    rounded = y + (torch.round(y) - y).detach()
+    x_hat = model.synthesize(channel_erasure(rounded, s, gen))
+    bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
+    return s.rate_lambda * 255**2 * F.mse_loss(x_hat, x) + bpp, y.detach(), bpp.detach()
+
+
+# The entropy model and the gains start far from what a trained transform needs: they learn at
+# ten times the backbone's rate (CompressAI trains its entropy model's tails at 1e-3 likewise).
+FAST_LR_SCALE = 10.0
+
+
+def _param_groups(model: Codec) -> list[dict]:
+    named = list(model.named_parameters())
+    fast = [p for n, p in named if n.startswith(("entropy_model.", "log_gain"))]
+    slow = [p for n, p in named if not n.startswith(("entropy_model.", "log_gain"))]
+    groups = [{"params": slow, "lr_scale": 1.0}]
+    return groups + ([{"params": fast, "lr_scale": FAST_LR_SCALE}] if fast else [])
 
 
 def lr_at(step: int, s: TrainSettings | ImputerTrainSettings) -> float:
@@ -149,7 +172,7 @@ def train(
     torch.manual_seed(s.seed)
     # channels_last: about 1.9x faster CPU training steps than the default layout (measured)
     model = build(cfg.architecture, cfg.params).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    opt = torch.optim.Adam(_param_groups(model), lr=s.lr)
     gen = torch.Generator().manual_seed(s.seed)
     state_path = run_dir / "state.pt"
     start, mean = 0, torch.zeros(model.latent_channels)
@@ -166,18 +189,24 @@ def train(
         sampler = CropSampler(photos, s.scales, s.crop, seed=s.seed + start)
     run_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
-    avg = None
+    avg = avg_bpp = None
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, s)
-        loss, y = train_step(model, sampler.batch(s.batch), s, gen)
+            group["lr"] = lr_at(step, s) * group["lr_scale"]
+        loss, y, bpp = train_step(model, sampler.batch(s.batch), s, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         mean = 0.99 * mean + 0.01 * y.mean(dim=(0, 2, 3)) if step else y.mean(dim=(0, 2, 3))
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
-        bar.set_postfix(psnr=f"{-10 * math.log10(max(avg, 1e-10)):.2f}")
+        if bpp is None:
+            bar.set_postfix(psnr=f"{-10 * math.log10(max(avg, 1e-10)):.2f}")
+        else:
+            avg_bpp = bpp.item() if step == start else 0.98 * avg_bpp + 0.02 * bpp.item()
+            bar.set_postfix(loss=f"{avg:.3f}", bpp=f"{avg_bpp:.3f}")
         if (step + 1) % s.checkpoint_every == 0 or step + 1 == total:
             save_state(state_path, model, opt, gen, step + 1, mean=mean)
     model.channel_mean.copy_(mean)
+    if isinstance(model, RDCodec):
+        model.update_table()
     return model.to(memory_format=torch.contiguous_format).eval()
