@@ -22,7 +22,9 @@ config_option = click.option(
 @click.option("--http", help="host:port for `semnet send` and /metrics")
 @click.option("--data-to", help="host:port the datagrams go to (the proxy)")
 @click.option("--receiver-http", help="host:port of the receiver's side channel")
-@click.option("--codec", help="zoo codec name")
+@click.option("--codec", help="zoo codec name (with --quality or --bpp: a family, e.g. cnn-rd)")
+@click.option("--quality", type=int, help="rate point N of the family (its -qN entry)")
+@click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
 @click.option("--partition", help="channel | spatial | token | intra-token | patch[:AxB]")
 @click.option("--interleave/--no-interleave", default=None)
 @click.option(

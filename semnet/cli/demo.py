@@ -43,6 +43,8 @@ def mean(values: list[float]) -> float | None:
     help="comma-separated random loss rates (0..1)",
 )
 @click.option("--codec", default=DEFAULT_CODEC, show_default=True)
+@click.option("--quality", type=int, help="rate point N of an entropy-coded family (cnn-rd-qN)")
+@click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
 @click.option("--fill", default="zero", show_default=True)
 @click.option("--partition", default="channel", show_default=True)
 @click.option("--seed", default=1, show_default=True)
@@ -60,12 +62,18 @@ def mean(values: list[float]) -> float | None:
     help="keep configs, logs and reconstructions here (default: a temporary folder)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def demo(images, losses, codec, fill, partition, seed, repeat, workdir, as_json) -> None:
+def demo(
+    images, losses, codec, quality, bpp, fill, partition, seed, repeat, workdir, as_json
+) -> None:
     """Send photos through sender -> proxy -> receiver processes on loopback, and tabulate
     quality against loss."""
     from semnet.images import image_files, load_image
     from semnet.testbed import LocalTestbed
 
+    if quality is not None or bpp is not None:
+        from semnet.models import zoo
+
+        codec = zoo.rate_point(codec, quality, bpp)
     rates = parse_losses(losses)
     files = image_files(images or DEMO_IMAGES)
     pictures = [(f.name, load_image(f)) for f in files]

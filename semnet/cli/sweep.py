@@ -40,6 +40,27 @@ def parse_losses(text: str) -> list[float]:
         raise SemnetError(f"--loss: {text!r} is not a comma-separated list of numbers") from None
 
 
+def rate_points(names: list[str], qualities: str | None, bpp: float | None) -> tuple[str, ...]:
+    """The codec list with each zoo family replaced by its rate points at ``qualities`` (a
+    comma list) or ``bpp``; classical contenders stay as they are."""
+    if qualities is None and bpp is None:
+        return tuple(names)
+    from semnet.baselines.stream import is_classical
+    from semnet.models import zoo
+
+    try:
+        levels = [int(q) for q in split(qualities, "--quality")] if qualities else [None]
+    except ValueError:
+        raise SemnetError(f"--quality: {qualities!r} is not a comma-separated list of N") from None
+    out = []
+    for name in names:
+        if is_classical(name):
+            out.append(name)
+        else:
+            out += [zoo.rate_point(name, q, bpp) for q in levels]
+    return tuple(dict.fromkeys(out))
+
+
 def parse_interleave(text: str) -> list[bool]:
     values = {"on": True, "off": False}
     items = split(text, "--interleave")
@@ -112,6 +133,13 @@ def summary(rows: list[dict]) -> str:
 
 @click.command(cls=OneLineCommand)
 @click.option("--codec", "codecs", default=None, help="zoo codecs and jpeg|webp|jpeg2000[+rsN]")
+@click.option(
+    "--quality",
+    "qualities",
+    default=None,
+    help="rate points N,... of the zoo codecs given as families (cnn-rd -> cnn-rd-qN)",
+)
+@click.option("--bpp", type=float, default=None, help="the best rate point at most this bpp")
 @click.option("--partition", "partitions", default="channel", show_default=True)
 @click.option("--fill", "fills", default="zero", show_default=True)
 @click.option(
@@ -133,6 +161,8 @@ def summary(rows: list[dict]) -> str:
 )
 def sweep(
     codecs,
+    qualities,
+    bpp,
     partitions,
     fills,
     loss_models,
@@ -153,7 +183,7 @@ def sweep(
     from semnet.pipeline.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(
-        codecs=tuple(split(codecs or DEFAULT_CODEC, "--codec")),
+        codecs=rate_points(split(codecs or DEFAULT_CODEC, "--codec"), qualities, bpp),
         partitions=tuple(split(partitions, "--partition")),
         fills=tuple(split(fills, "--fill")),
         loss_models=tuple(split(loss_models, "--loss-model")),

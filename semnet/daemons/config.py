@@ -68,6 +68,15 @@ class SenderConfig(AuthKeys):
     data_to: str = field(default="127.0.0.1:7100", metadata=address)  # proxy (or receiver) UDP
     receiver_http: str = field(default="127.0.0.1:7201", metadata=address)  # reference channel
     codec: str = DEFAULT_CODEC
+    # A rate point of an entropy-coded family instead (codec then names the family; the
+    # default codec stands for cnn-rd): quality N picks <family>-qN, bpp the best point whose
+    # measured bits per pixel on the wire are at most bpp.
+    quality: int | None = field(
+        default=None, metadata=check(lambda v: v is None or v >= 1, "must be >= 1")
+    )
+    bpp: float | None = field(
+        default=None, metadata=check(lambda v: v is None or v > 0, "must be > 0")
+    )
     partition: str = "channel"
     interleave: bool = True
     datagram_size: int = field(

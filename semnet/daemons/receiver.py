@@ -156,6 +156,8 @@ class Receiver:
             key = (frame.stream, frame.frame)
             try:
                 report = await loop.run_in_executor(self.worker, self.finish, frame)
+                for reason, n in report["datagrams_malformed"].items():  # on the loop thread
+                    self.reassembler.counters.reclassify_malformed(reason, n)
             except SemnetError as exc:  # a codec id the zoo lacks, a descriptor it cannot make
                 report = self.undecodable(frame, "undecodable", exc)
             except Exception as exc:  # a bug must not stop the decoding of every later frame
@@ -232,6 +234,7 @@ class Receiver:
             "fill": self.fill_name,
             "datagrams_sent": frame.count,
             "datagrams_received": decoded.received,
+            "datagrams_malformed": dict(decoded.dropped),
             "loss_ratio": decoded.loss_ratio,
             "psnr_db": quality.get("psnr_db"),
             "ssim": quality.get("ssim"),

@@ -56,7 +56,7 @@ class Sender:
             torch.set_num_threads(cfg.threads)
         self.key = cfg.load_auth_key()
         device = pick_device(cfg.device)
-        entry = zoo.entry(cfg.codec)
+        entry = zoo.entry(zoo.rate_point(cfg.codec, cfg.quality, cfg.bpp))
         self.codec_name = entry.name
         path = PathSettings(
             parse_spec(cfg.partition),

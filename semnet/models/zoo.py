@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from semnet.errors import ModelError
-from semnet.models import DEFAULT_CODEC  # noqa: F401  (zoo.DEFAULT_CODEC is the public name)
+from semnet.models import DEFAULT_CODEC  # zoo.DEFAULT_CODEC is the public name too
 from semnet.models.codec import Codec
 from semnet.models.imputer import DiffusionImputer
 from semnet.models.registry import build
@@ -75,6 +75,43 @@ def entry_by_id(codec_id: int) -> ZooEntry:
         if e.codec_id == codec_id:
             return e
     raise ModelError(f"no zoo codec has id {codec_id}")
+
+
+# The entropy-coded family whose rate points --quality and --bpp pick from by default.
+RATE_FAMILY = "cnn-rd"
+
+
+def rate_points(family: str) -> dict[int, ZooEntry]:
+    """A family's rate points by quality: the entries named ``<family>-q<N>``."""
+    points = {}
+    for e in entries():
+        stem, sep, number = e.name.rpartition("-q")
+        if sep and stem == family and number.isdigit():
+            points[int(number)] = e
+    return dict(sorted(points.items()))
+
+
+def rate_point(codec: str, quality: int | None = None, bpp: float | None = None) -> str:
+    """The zoo codec to send: ``codec`` itself, or with ``quality`` (N of ``-qN``) or ``bpp``
+    (the best rate point whose measured lossless bits per pixel on the wire are at most bpp,
+    else the smallest) a rate point of the family ``codec`` names (the default codec stands for
+    RATE_FAMILY). ModelError names what exists when nothing fits."""
+    if quality is None and bpp is None:
+        return codec
+    if quality is not None and bpp is not None:
+        raise ModelError("give quality or bpp, not both")
+    family = RATE_FAMILY if codec == DEFAULT_CODEC else codec
+    points = rate_points(family)
+    if not points:
+        raise ModelError(f"codec {family!r} has no rate points (try {RATE_FAMILY!r})")
+    if quality is not None:
+        if quality not in points:
+            known = ", ".join(map(str, points))
+            raise ModelError(f"quality {quality}: {family} has qualities {known}")
+        return points[quality].name
+    measured = {q: e.metrics.get("bpp_on_wire") for q, e in points.items()}
+    fits = [q for q, b in measured.items() if b is not None and b <= bpp]
+    return points[max(fits) if fits else min(points)].name
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,16 +1,19 @@
 """One frame through the codec and the packet layer, sender side and receiver side."""
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from semnet.core import packetize, quant
+from semnet.core import coded, packetize, quant
+from semnet.core.entropy import EntropyTables
 from semnet.core.partition import parse_spec, spec_name
 from semnet.core.reassembly import AssembledFrame
 from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, QuantKind
+from semnet.errors import ConfigError
 from semnet.models import classifier, lpips
 from semnet.models.codec import Codec
 from semnet.models.fill import Fill
@@ -59,9 +62,12 @@ class SentFrame:
 class FrameEncoder:
     """Sender side: image -> latent -> quantized -> datagrams, numbering frames and sequences.
 
-    Frame ids and sequence numbers count from ``first_frame`` and ``first_seq``; a daemon starts
-    them where a previous run of it cannot have been (see semnet.daemons.sender.boot_numbers).
-    With ``key`` every datagram is authenticated.
+    A codec with an entropy model (``Codec.entropy_table``) is sent entropy coded, one stream per
+    datagram (``semnet.core.coded``); its table fixes the quantizer, so no other may be asked for.
+
+        Frame ids and sequence numbers count from ``first_frame`` and ``first_seq``; a daemon starts
+        them where a previous run of it cannot have been (see semnet.daemons.sender.boot_numbers).
+        With ``key`` every datagram is authenticated.
     """
 
     def __init__(
@@ -80,6 +86,16 @@ class FrameEncoder:
         self.stream, self.seed, self.key = stream, seed, key
         self.device = device or torch.device("cpu")
         self.next_frame, self.next_seq = first_frame % U32, first_seq % U32
+        self.tables = entropy_tables(codec)
+        if self.tables is not None and (path.quant_kind or path.bits):
+            defaults = codec.quant
+            if (path.quant_kind or defaults.kind) != defaults.kind or (
+                path.bits or defaults.bits
+            ) != defaults.bits:
+                raise ConfigError(
+                    f"quant: an entropy-coded codec is sent with its own {defaults.kind} "
+                    f"{defaults.bits}-bit quantizer; leave quant and bits unset"
+                )
 
     def encode(self, image: np.ndarray) -> SentFrame:
         t0 = time.perf_counter()
@@ -110,14 +126,22 @@ class FrameEncoder:
             datagram_size=self.path.datagram_size,
             authenticated=self.key is not None,
             importance=self.path.importance,
+            entropy=self.tables is not None,
         )
-        importance = None
+        cam = None
         if self.path.importance:
             cam = classifier.cam(to_tensor(image, torch.device("cpu")), y.shape[1:]).numpy()
-            importance = packetize.datagram_importance(desc, cam)
-        datagrams = packetize.packetize(
-            quant.quantize(spec, y), desc, self.stream, frame, self.next_seq, self.key, importance
-        )
+        q = quant.quantize(spec, y)
+        first = self.next_seq
+        if self.tables is not None:
+            datagrams = coded.packetize(
+                q, desc, self.tables, self.stream, frame, first, self.key, cam
+            )
+        else:
+            importance = None if cam is None else packetize.datagram_importance(desc, cam)
+            datagrams = packetize.packetize(
+                q, desc, self.stream, frame, first, self.key, importance
+            )
         t2 = time.perf_counter()
         sent = SentFrame(
             frame, desc, datagrams, self.next_seq, {"encode": t1 - t0, "packetize": t2 - t1}
@@ -132,9 +156,12 @@ class DecodedFrame:
     stream: int
     frame: int
     image: np.ndarray
-    received: int
+    received: int  # datagrams whose payload reached the latent
     count: int
     timings: dict[str, float]
+    # Datagrams that arrived but whose entropy-coded payload did not decode, by reason: they
+    # count as lost here, and the receiver moves them from accepted to malformed.
+    dropped: Counter = field(default_factory=Counter)
 
     @property
     def loss_ratio(self) -> float:
@@ -149,12 +176,23 @@ class FrameDecoder:
     ) -> None:
         self.codec_for, self.fill = codec_for, fill
         self.device = device or torch.device("cpu")
+        self.tables: dict[int, EntropyTables | None] = {}
 
     def decode(self, frame: AssembledFrame) -> DecodedFrame:
         desc = frame.descriptor
         codec = self.codec_for(desc.codec_id)
+        if desc.codec_id not in self.tables:
+            self.tables[desc.codec_id] = entropy_tables(codec)
+        tables = self.tables[desc.codec_id]
         t0 = time.perf_counter()
-        q, mask = packetize.depacketize(frame.datagrams.values(), desc)
+        dropped: Counter = Counter()
+        if desc.entropy and tables is not None:
+            q, mask, dropped = coded.depacketize(frame.datagrams.values(), desc, tables)
+        elif desc.entropy or tables is not None:  # a codec coded one way, a frame the other
+            q, mask = np.zeros(desc.latent, np.uint16), np.zeros(desc.latent, bool)
+            dropped["entropy_table"] = frame.received
+        else:
+            q, mask = packetize.depacketize(frame.datagrams.values(), desc)
         y = torch.from_numpy(quant.dequantize(desc.quant, q))[None].to(self.device)
         received = torch.from_numpy(mask)[None].to(self.device)
         with torch.inference_mode():
@@ -167,10 +205,17 @@ class FrameDecoder:
             frame.stream,
             frame.frame,
             image,
-            frame.received,
+            frame.received - sum(dropped.values()),
             frame.count,
             {"depacketize_fill": t1 - t0, "decode": t2 - t1},
+            dropped,
         )
+
+
+def entropy_tables(codec: Codec) -> EntropyTables | None:
+    """The coder's tables for a codec with an entropy model, None for a fixed-rate one."""
+    table = codec.entropy_table()
+    return None if table is None else EntropyTables(table)
 
 
 def lost_frame(dg: Datagram) -> AssembledFrame:
