@@ -1,5 +1,6 @@
 """`semnet plot`: PNGs from a `semnet sweep` JSON: quality against loss, per-image ΔPSNR at one
-loss rate (paper 001 Fig. 9), and the distribution of latent channel means (001 Fig. 12)."""
+loss rate (paper 001 Fig. 9), and the distribution of latent channel means (001 Fig. 12); from a
+`semnet rd` JSON the rate-distortion curves (drawn by semnet.cli.plot_rd)."""
 
 import json
 from collections import defaultdict
@@ -19,7 +20,7 @@ def read_results(path: str) -> dict:
     except (OSError, ValueError) as exc:
         raise SemnetError(f"{path}: cannot read sweep results ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
-        raise SemnetError(f"{path}: not a semnet sweep result (no rows)")
+        raise SemnetError(f"{path}: not a semnet sweep or rd result (no rows)")
     return data
 
 
@@ -187,7 +188,8 @@ def plot_channel_means(plt, means: dict[str, dict], path: Path) -> Path | None:
 )
 def plot(results: str, out: str | None, delta_loss: float) -> None:
     """Plot a sweep: PSNR and SSIM (LPIPS, semantic accuracy when scored) against loss,
-    per-image ΔPSNR, channel means, quality against diffusion steps."""
+    per-image ΔPSNR, channel means, quality against diffusion steps. Plot an rd result: PSNR and
+    MS-SSIM against bpp."""
     try:
         import matplotlib
     except ImportError:
@@ -198,6 +200,12 @@ def plot(results: str, out: str | None, delta_loss: float) -> None:
     data = read_results(results)
     folder = Path(out) if out else Path(results).resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
+    if data.get("kind") == "rd":
+        from semnet.cli.plot_rd import plot_rd
+
+        for path in plot_rd(plt, data, folder):
+            click.echo(path)
+        return
     rows = data["rows"]
     delta = plot_delta(plt, rows, delta_loss, folder / "delta_psnr.png")
     written = [

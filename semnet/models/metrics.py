@@ -1,8 +1,10 @@
-"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]; the receiver and sweeps share them."""
+"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]; the receiver, sweeps and RD curves
+share them."""
 
 import math
 
 import torch
+from pytorch_msssim import ms_ssim as _ms_ssim
 from torch.nn import functional as F
 
 
@@ -35,3 +37,17 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
     return (num / den).mean().item()
+
+
+MS_SSIM_MIN_SIDE = 161  # 11-px window after 4 halvings: a shorter side cannot take 5 scales
+
+
+def ms_ssim(x: torch.Tensor, ref: torch.Tensor) -> float | None:
+    """MS-SSIM (Wang et al. 2003, 5 scales, the standard weights) via pytorch_msssim.
+
+    None when the shorter side is under :data:`MS_SSIM_MIN_SIDE` px: fewer scales would give a
+    different metric, not comparable with published MS-SSIM, so we report none rather than that.
+    """
+    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        return None
+    return _ms_ssim(x.float(), ref.float(), data_range=1.0).item()
