@@ -51,8 +51,17 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def send_image(
-    sender: str, name: str, image_file: bytes, timeout: float = 120.0, key: bytes | None = None
+    sender: str,
+    name: str,
+    image_file: bytes,
+    timeout: float = 120.0,
+    key: bytes | None = None,
+    quality: int | None = None,
+    bpp: float | None = None,
 ) -> dict:
-    """Hand one encoded image file to the sender at ``host:port``; returns the frame report."""
-    body = msgpack.packb({"name": name, "image": image_file})
+    """Hand one encoded image file to the sender at ``host:port``; returns the frame report.
+    ``quality`` or ``bpp`` asks for another rate point of the sender's codec family."""
+    msg: dict = {"name": name, "image": image_file}
+    msg.update({k: v for k, v in (("quality", quality), ("bpp", bpp)) if v is not None})
+    body = msgpack.packb(msg)
     return request(f"http://{sender}/send", body, "POST", "application/msgpack", timeout, key)

@@ -26,12 +26,16 @@ from semnet.errors import SemnetError
     help="repeat forever, this many seconds "
     "apart (a feeder that keeps dashboards filled); Ctrl-C stops",
 )
+@click.option("--quality", type=int, help="rate point N of the sender's codec family (-qN)")
+@click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
 @key_option
 def send(
     images: tuple[str, ...],
     sender: str,
     as_json: bool,
     every: float | None,
+    quality: int | None,
+    bpp: float | None,
     auth_key_file: str | None,
 ) -> None:
     """Send IMAGES through the testbed and print what the receiver reported."""
@@ -48,7 +52,7 @@ def send(
         reports = []
         for name, data in files:
             try:
-                report = send_image(sender, name, data, key=key)
+                report = send_image(sender, name, data, key=key, quality=quality, bpp=bpp)
             except SemnetError as exc:
                 if every is None:
                     raise

@@ -30,7 +30,7 @@ from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import parse_address, udp_socket
 from semnet.daemons.service import control_app, metrics_route, serve_http
-from semnet.errors import ConfigError
+from semnet.errors import ConfigError, ModelError
 from semnet.models import classifier, zoo
 from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
 from semnet.pipeline.tensors import pick_device
@@ -57,7 +57,7 @@ class Sender:
         self.key = cfg.load_auth_key()
         device = pick_device(cfg.device)
         entry = zoo.entry(zoo.rate_point(cfg.codec, cfg.quality, cfg.bpp))
-        self.codec_name = entry.name
+        self.codec_name = self.configured = entry.name
         path = PathSettings(
             parse_spec(cfg.partition),
             cfg.interleave,
@@ -91,10 +91,13 @@ class Sender:
         self.session: aiohttp.ClientSession | None = None
 
     async def post_send(self, request: web.Request) -> web.Response:
-        """POST /send, body msgpack {"name": str, "image": encoded image file bytes}."""
+        """POST /send, body msgpack {"name": str, "image": encoded image file bytes}, and
+        optionally "quality": int or "bpp": float to pick another rate point of the codec's
+        family for this frame."""
         try:
             msg = msgpack.unpackb(await request.read())
             name = str(msg["name"])
+            codec = self.pick_codec(msg.get("quality"), msg.get("bpp"))
             with Image.open(io.BytesIO(msg["image"])) as im:
                 if im.width * im.height > self.cfg.max_pixels:  # before decoding it
                     raise ValueError(f"{im.width}x{im.height} image > max_pixels")
@@ -110,8 +113,28 @@ class Sender:
         ) as exc:
             raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
         async with self.lock:
+            if codec.name != self.codec_name:
+                model = zoo.load(codec.name).to(self.encoder.device)
+                try:
+                    self.encoder.switch(model, codec.codec_id)
+                except ConfigError as exc:
+                    raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
+                self.codec_name = codec.name
             report = await self.send_frame(name, image)
         return web.json_response(report)
+
+    def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
+        """The zoo entry a /send asks for: the configured codec, or another rate point."""
+        if quality is None and bpp is None:
+            return zoo.entry(self.configured)
+        if quality is not None and (not isinstance(quality, int) or isinstance(quality, bool)):
+            raise ValueError(f"quality {quality!r} is not an integer")
+        if bpp is not None and not (isinstance(bpp, int | float) and bpp > 0):
+            raise ValueError(f"bpp {bpp!r} is not a positive number")
+        try:
+            return zoo.entry(zoo.rate_point(self.configured, quality, bpp))
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
 
     async def send_frame(self, name: str, image: np.ndarray) -> dict:
         loop = asyncio.get_running_loop()

@@ -94,13 +94,15 @@ def rate_points(family: str) -> dict[int, ZooEntry]:
 def rate_point(codec: str, quality: int | None = None, bpp: float | None = None) -> str:
     """The zoo codec to send: ``codec`` itself, or with ``quality`` (N of ``-qN``) or ``bpp``
     (the best rate point whose measured lossless bits per pixel on the wire are at most bpp,
-    else the smallest) a rate point of the family ``codec`` names (the default codec stands for
-    RATE_FAMILY). ModelError names what exists when nothing fits."""
+    else the smallest) a rate point of the family ``codec`` names, or belongs to (the default
+    codec stands for RATE_FAMILY). ModelError names what exists when nothing fits."""
     if quality is None and bpp is None:
         return codec
     if quality is not None and bpp is not None:
         raise ModelError("give quality or bpp, not both")
-    family = RATE_FAMILY if codec == DEFAULT_CODEC else codec
+    stem, sep, number = codec.rpartition("-q")
+    family = stem if sep and number.isdigit() else codec  # a rate point stands for its family
+    family = RATE_FAMILY if family == DEFAULT_CODEC else family
     points = rate_points(family)
     if not points:
         raise ModelError(f"codec {family!r} has no rate points (try {RATE_FAMILY!r})")

@@ -82,12 +82,18 @@ class FrameEncoder:
         first_seq: int = 0,
         key: bytes | None = None,
     ) -> None:
-        self.codec, self.codec_id, self.path = codec, codec_id, path
+        self.path = path
         self.stream, self.seed, self.key = stream, seed, key
         self.device = device or torch.device("cpu")
         self.next_frame, self.next_seq = first_frame % U32, first_seq % U32
-        self.tables = entropy_tables(codec)
-        if self.tables is not None and (path.quant_kind or path.bits):
+        self.switch(codec, codec_id)
+
+    def switch(self, codec: Codec, codec_id: int) -> None:
+        """Send the next frames with another codec (a sender asked for another rate point);
+        frame and sequence numbering go on."""
+        tables = entropy_tables(codec)
+        path = self.path
+        if tables is not None and (path.quant_kind or path.bits):
             defaults = codec.quant
             if (path.quant_kind or defaults.kind) != defaults.kind or (
                 path.bits or defaults.bits
@@ -96,6 +102,7 @@ class FrameEncoder:
                     f"quant: an entropy-coded codec is sent with its own {defaults.kind} "
                     f"{defaults.bits}-bit quantizer; leave quant and bits unset"
                 )
+        self.codec, self.codec_id, self.tables = codec, codec_id, tables
 
     def encode(self, image: np.ndarray) -> SentFrame:
         t0 = time.perf_counter()
