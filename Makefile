@@ -41,6 +41,7 @@ train: train-data
 
 bench: setup
 	$(BIN)/python benchmarks/frame_time.py
+	$(BIN)/python benchmarks/codec_time.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
