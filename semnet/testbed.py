@@ -290,8 +290,9 @@ class LocalTestbed:
         }
 
     # -- driving it ---------------------------------------------------------------------
-    def send(self, image: np.ndarray, name: str = "image.png") -> dict:
-        return send_image(self.http["sender"], name, png_bytes(image), key=self.key)
+    def send(self, image: np.ndarray, name: str = "image.png", **rate_point) -> dict:
+        """Send one image; ``quality=N`` or ``bpp=B`` asks for another rate point."""
+        return send_image(self.http["sender"], name, png_bytes(image), key=self.key, **rate_point)
 
     def inject(self, target: str, datagrams: Iterable[bytes], rate: float | None = None) -> int:
         """Send datagrams of the test's own to the proxy's or the receiver's UDP port, at most

@@ -18,7 +18,7 @@ from semnet.cli.plot_rd import complete, families
 from semnet.errors import ConfigError
 from semnet.experiments import rd
 from semnet.experiments.published import LABEL, PUBLISHED
-from semnet.images import load_image, save_png
+from semnet.images import load_image
 from semnet.models.metrics import MS_SSIM_MIN_SIDE, ms_ssim
 from semnet.models.registry import build
 
@@ -170,13 +170,6 @@ def runner():
     for command in (*rd_cli.COMMANDS, *plot_cli.COMMANDS):
         cli.add_command(command)
     return CliRunner()
-
-
-@pytest.fixture
-def folder(tmp_path, images):
-    for name, image in images.items():
-        save_png(image, tmp_path / "images" / f"{name}.png")
-    return tmp_path / "images"
 
 
 def test_rd_and_plot_commands_end_to_end(runner, folder, tmp_path):

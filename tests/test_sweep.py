@@ -13,7 +13,6 @@ from semnet.cli import sweep as sweep_cli
 from semnet.cli.main import cli
 from semnet.core.impair import Impairment
 from semnet.errors import ConfigError
-from semnet.images import save_png
 from semnet.models.cnn import CNNCodec
 from semnet.pipeline import sweep
 from semnet.pipeline.sweep import SweepSpec, impairment_seed, run_sweep
@@ -176,13 +175,6 @@ def runner():
     for command in (*sweep_cli.COMMANDS, *plot_cli.COMMANDS):
         cli.add_command(command)
     return CliRunner()
-
-
-@pytest.fixture
-def folder(tmp_path, images):
-    for name, image in images.items():
-        save_png(image, tmp_path / "images" / f"{name}.png")
-    return tmp_path / "images"
 
 
 def test_sweep_and_plot_commands_end_to_end(runner, folder, tmp_path):

@@ -23,8 +23,8 @@ import numpy as np
 
 from semnet.core import entropy
 from semnet.core.entropy import EntropyTables
-from semnet.core.packetize import layout, run_importance
-from semnet.core.wire import MAX_COUNT, Datagram, FrameDescriptor, encode
+from semnet.core.packetize import frame_datagrams, layout, run_importance
+from semnet.core.wire import MAX_COUNT, Datagram, FrameDescriptor
 from semnet.errors import ConfigError, WireError
 
 RUN = struct.Struct(">II")
@@ -108,22 +108,8 @@ def packetize(
     importance = None
     if spatial is not None:
         importance = run_importance(desc, order, np.array([s for s, _ in runs]), spatial)
-    return [
-        encode(
-            Datagram(
-                stream=stream,
-                seq=(first_seq + i) % 2**32,
-                frame=frame,
-                index=i,
-                count=len(runs),
-                descriptor=desc,
-                payload=payload,
-                importance=None if importance is None else importance[i],
-            ),
-            key,
-        )
-        for i, (_, payload) in enumerate(runs)
-    ]
+    payloads = [payload for _, payload in runs]
+    return frame_datagrams(desc, payloads, stream, frame, first_seq, key, importance)
 
 
 def check_payload(dg: Datagram) -> None:

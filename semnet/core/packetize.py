@@ -113,6 +113,20 @@ def packetize(
         )
     send = q.reshape(-1)[lay.order]
     step = lay.per_datagram
+    payloads = [pack_bits(send[i * step : (i + 1) * step], lay.bits) for i in range(lay.count)]
+    return frame_datagrams(desc, payloads, stream, frame, first_seq, key, importance)
+
+
+def frame_datagrams(
+    desc: FrameDescriptor,
+    payloads: Sequence[bytes],
+    stream: int,
+    frame: int,
+    first_seq: int,
+    key: bytes | None,
+    importance: Sequence[int] | None,
+) -> list[bytes]:
+    """A frame's payloads as encoded datagrams, numbered from ``first_seq``."""
     return [
         encode(
             Datagram(
@@ -120,14 +134,14 @@ def packetize(
                 seq=(first_seq + i) % 2**32,
                 frame=frame,
                 index=i,
-                count=lay.count,
+                count=len(payloads),
                 descriptor=desc,
-                payload=pack_bits(send[i * step : (i + 1) * step], lay.bits),
+                payload=payload,
                 importance=None if importance is None else int(importance[i]),
             ),
             key,
         )
-        for i in range(lay.count)
+        for i, payload in enumerate(payloads)
     ]
 
 
