@@ -120,3 +120,36 @@ def test_decoder_drops_and_counts_a_stream_that_does_not_decode(codec: RDCodec, 
     decoded = FrameDecoder(lambda _: codec, get_fill("zero")).decode(frame)
     assert sum(decoded.dropped.values()) == 1
     assert decoded.received == len(sent.datagrams) - 1
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"),
+            ],
+        ),
+    ],
+)
+def test_training_runs_resumes_and_refreshes_the_coders_table(tmp_path, device) -> None:
+    from semnet.models.config import ModelConfig
+    from semnet.models.train import train
+
+    cfg = ModelConfig(
+        name="tiny-rd",
+        codec_id=99,
+        architecture="cnn-rd",
+        params={"hidden": 8, "gain": 8.0},
+        train=TrainSettings(batch=2, crop=32, scales=(64,), rate_lambda=0.01, checkpoint_every=2),
+    )
+    files = [str(DEMO)]
+    model = train(cfg, tmp_path, steps=2, progress=False, files=files, device=torch.device(device))
+    assert next(model.parameters()).device.type == "cpu"
+    torch.testing.assert_close(model.pmf, model.entropy_model.table(-32, 64))
+    again = train(cfg, tmp_path, steps=4, progress=False, files=files, device=torch.device(device))
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 4
+    assert not torch.equal(again.log_gain, model.log_gain)

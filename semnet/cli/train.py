@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from semnet.errors import SemnetError
+
 
 def training_options(example: str, export_help: str):
     """The options every training command shares: config, steps, run folder, threads, export."""
@@ -43,8 +45,20 @@ def training_options(example: str, export_help: str):
     "configs/models/cnn-c64-res-e50.yaml",
     "measure on the evaluation photos and write the zoo entry",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when present",
+)
 def train(
-    config_path: str, steps: int | None, run_dir: str | None, threads: int, export: bool
+    config_path: str,
+    steps: int | None,
+    run_dir: str | None,
+    threads: int,
+    export: bool,
+    device: str,
 ) -> None:
     """Train a codec from a model config (resumes from its run folder)."""
     import torch
@@ -56,11 +70,16 @@ def train(
     from semnet.models.train import data_manifest_hash
     from semnet.models.train import train as run_training
     from semnet.pipeline.measure import measure
+    from semnet.pipeline.tensors import pick_device
 
     torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SemnetError("--device cuda: no CUDA device here (use auto or cpu)")
     cfg = load_model_config(config_path)
     run = Path(run_dir or Path("runs") / cfg.name)
-    model = run_training(cfg, run, steps=steps, progress=sys.stderr.isatty())
+    model = run_training(
+        cfg, run, steps=steps, progress=sys.stderr.isatty(), device=pick_device(device)
+    )
     if not export:
         return
     done = steps if steps is not None else cfg.train.steps
