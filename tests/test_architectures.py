@@ -271,6 +271,29 @@ def test_a_sem_variant_starts_from_the_baseline_backbone(arch):
         torch.testing.assert_close(ds(f), conv(f) * gain, rtol=1e-4, atol=1e-5)
 
 
+def test_a_wider_latent_starts_as_its_parent():
+    from semnet.models.train import init_from
+
+    torch.manual_seed(0)
+    parent = CNNCodec(cbr=64 / 768, hidden=8, bits=5).eval()
+    wide = CNNCodec(cbr=112 / 768, hidden=8, bits=3).eval()
+    assert init_from(wide, parent) == []
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        y, y_parent = wide.encode(x), parent.encode(x)
+        torch.testing.assert_close(y[:, :64], y_parent)
+        assert y[:, 64:].abs().sum() > 0  # the new channels carry fresh features...
+        y[:, 64:] = torch.rand_like(y[:, 64:])  # ...that the decoder ignores until trained
+        torch.testing.assert_close(wide.decode(y, 40, 56), parent.decode(y_parent, 40, 56))
+
+
+def test_init_from_rejects_a_narrower_latent():
+    from semnet.models.train import init_from
+
+    with pytest.raises(ValueError, match="shapes differ"):
+        init_from(CNNCodec(cbr=32 / 768, hidden=8), CNNCodec(cbr=64 / 768, hidden=8))
+
+
 def test_init_from_rejects_a_parent_of_another_shape():
     from semnet.models.train import init_from
 

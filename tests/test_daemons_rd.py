@@ -67,9 +67,7 @@ def test_corrupt_streams_are_counted_malformed_and_accounting_closes(bed, photo)
         reports = [bed.send(photo, f"p{i}.png") for i in range(3)]
     finally:
         bed.set_impairment("")
-    assert sum(r["datagrams_received"] for r in reports) < sum(
-        r["datagrams_sent"] for r in reports
-    )
+    assert sum(r["datagrams_received"] for r in reports) < sum(r["datagrams_sent"] for r in reports)
     # a one-datagram frame of our own whose stream is garbage: accepted, then not decodable
     codec, entry = zoo.load(CODEC), zoo.entry(CODEC)
     sent = FrameEncoder(codec, entry.codec_id, PathSettings(), stream=9, seed=1).encode(photo)

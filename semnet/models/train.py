@@ -144,21 +144,44 @@ def init_from(model: Codec, parent: Codec) -> list[str]:
 
     A SEM variant shares the baseline's backbone, so every tensor with the same name and shape
     is copied; tensors only the model has (Dynamic Scale's Γ) keep their initialisation, and a
-    Dynamic Scale layer then takes the copied convolution's per-channel gains. A tensor both
-    have with different shapes means the architectures do not match: that is an error.
+    Dynamic Scale layer then takes the copied convolution's per-channel gains.
+
+    A model with a wider latent (more channels, same backbone) is widened: a tensor whose
+    shapes differ only where the latent channel count is takes the parent's values in its
+    leading channels. The encoder's new channels keep their initialisation; the decoder's
+    weights for them start at zero, so the widened codec starts as the parent and learns to
+    use the new channels. Any other shape difference means the architectures do not match.
     """
     mine, theirs = model.state_dict(), parent.state_dict()
-    clash = [k for k in mine if k in theirs and mine[k].shape != theirs[k].shape]
+    widened = {k for k in mine if k in theirs and mine[k].shape != theirs[k].shape}
+    clash = [k for k in widened if not _widens(theirs[k].shape, mine[k].shape, parent, model)]
     if clash:
-        raise ValueError(f"init_from: shapes differ for {', '.join(clash)}")
+        raise ValueError(f"init_from: shapes differ for {', '.join(sorted(clash))}")
     fresh = [k for k in mine if k not in theirs]
     if len(fresh) == len(mine):
         raise ValueError("init_from: the parent shares no tensor with this architecture")
-    model.load_state_dict({k: theirs[k] for k in mine if k in theirs}, strict=False)
+    decoder = {f"decoder.{k}" for k in model.decoder.state_dict()}
+    copied = {}
+    for k in mine:
+        if k in widened:
+            t = torch.zeros_like(mine[k]) if k in decoder else mine[k].clone()
+            t[tuple(slice(0, n) for n in theirs[k].shape)] = theirs[k]
+            copied[k] = t
+        elif k in theirs:
+            copied[k] = theirs[k]
+    model.load_state_dict(copied, strict=False)
     for module in model.modules():
         if isinstance(module, DynamicScaleConv):
             module.take_conv_gains()
     return fresh
+
+
+def _widens(old: torch.Size, new: torch.Size, parent: Codec, model: Codec) -> bool:
+    """Whether ``new`` is ``old`` with the latent channel dimension grown."""
+    a, b = parent.latent_channels, model.latent_channels
+    if b <= a or len(old) != len(new):
+        return False
+    return all(x == y or (x, y) == (a, b) for x, y in zip(old, new, strict=True))
 
 
 def train(
