@@ -6,9 +6,14 @@ flips, a header or descriptor field set to a boundary value, truncation, extensi
 replays and fresh frames with wrapped or jumping sequence numbers. Most mutations reseal the
 crc (and, for the keyed receiver, the tag) so they reach the field checks behind them.
 
-Checked all along: no exception escapes ``ingest``, the caps hold, and every datagram lands in
-one counted bucket (``datagrams == accepted + duplicates + late + malformed``, malformed by
-reason). Prints JSON (``--out`` writes it too); exit status 1 on any finding.
+Entropy-coded frames are among the seeds: their run headers are checked in ``ingest``, and
+every coded frame a receiver delivers is decoded (``semnet.core.coded.depacketize``, fuzzing
+the ANS payloads) with the seeds' tables, where likewise nothing may escape.
+
+Checked all along: no exception escapes ``ingest`` or the coded decoder, the caps hold, and
+every datagram lands in one counted bucket (``datagrams == accepted + duplicates + late +
+malformed``, malformed by reason). Prints JSON (``--out`` writes it too); exit status 1 on
+any finding.
 
     .venv/bin/python scripts/fuzz_receiver.py [-n 1000000] [--seed 1] [--out FILE]
     .venv/bin/python scripts/fuzz_receiver.py --engine atheris -n 1000000   # coverage-guided
@@ -56,8 +61,18 @@ CRC = slice(18, 22)
 FLOATS = [0.0, -0.0, 1.0, -1.0, 1e-45, 3.4e38, -3.4e38, math.inf, -math.inf, math.nan]
 
 
+def coded_tables(channels: int = 6, bits: int = 4):
+    """Per-channel tables of the coded seeds: peaked like a trained prior's, one width each."""
+    from semnet.core.entropy import EntropyTables
+
+    k = np.arange(1 << bits) - (1 << bits) // 2
+    widths = np.linspace(0.3, 3.0, channels)
+    return EntropyTables(np.exp(-np.abs(k)[None, :] / widths[:, None]))
+
+
 def seeds(wire, packetize) -> list[tuple[list[bytes], bool]]:
-    """Valid frames of several descriptors, each (its datagrams, authenticated)."""
+    """Valid frames of several descriptors, each (its datagrams, authenticated); the last two
+    are entropy coded with :func:`coded_tables`."""
     out = []
     shapes = [
         ((4, 8, 8), wire.QuantKind.ROUND, 8, wire.PartitionSpec(wire.Scheme.CHANNEL), 64),
@@ -83,6 +98,25 @@ def seeds(wire, packetize) -> list[tuple[list[bytes], bool]]:
             )
             q = rng.integers(0, 1 << bits, size=latent, dtype=np.uint16)
             out.append((packetize(q, desc, i, i, 0, key), key is not None))
+    from semnet.core import coded
+
+    tables = coded_tables()
+    for key in (None, KEY):
+        desc = wire.FrameDescriptor(
+            codec_id=2,
+            image_h=9 * 16,
+            image_w=11 * 16,
+            latent=(6, 9, 11),
+            quant=wire.QuantSpec(wire.QuantKind.ROUND, 4, -8.0, 7.0),
+            partition=wire.PartitionSpec(wire.Scheme.SPATIAL, 2, 2),
+            interleave=True,
+            seed=7,
+            datagram_size=wire.HEADER_SIZE + (0 if key is None else 16) + 40,
+            authenticated=key is not None,
+            entropy=True,
+        )
+        q = np.clip(rng.laplace(8, 1.5, desc.latent), 0, 15).astype(np.uint16)
+        out.append((coded.packetize(q, desc, tables, 9, 9, 0, key), key is not None))
     return out
 
 
@@ -204,13 +238,24 @@ class Harness:
         self.first_exception = ""
         self.crashes: list[bytes] = []
         self.caps_held = True
+        self.tables = coded_tables()
+        self.coded_frames = 0
+
+    def decode(self, frames) -> None:
+        """Entropy-decode the coded frames a receiver delivered, as the receiver's decoder does."""
+        from semnet.core import coded
+
+        for frame in frames:
+            if frame.descriptor.entropy:
+                coded.depacketize(frame.datagrams.values(), frame.descriptor, self.tables)
+                self.coded_frames += 1
 
     def feed(self, data: bytes, step: float) -> None:
         self.now += step
         self.fed += 1
         for r in self.receivers.values():
             try:
-                r.ingest(data, self.now)
+                self.decode(r.ingest(data, self.now))
             except Exception:  # the finding this harness exists for
                 self.exceptions += 1
                 self.first_exception = self.first_exception or traceback.format_exc()
@@ -223,7 +268,7 @@ class Harness:
         receivers = {}
         identity = True
         for name, r in self.receivers.items():
-            r.flush()
+            self.decode(r.flush())
             c = r.counters
             identity &= c.datagrams == c.accepted + c.duplicates + c.late + c.malformed
             identity &= c.malformed == sum(c.malformed_by_reason.values())
@@ -249,6 +294,7 @@ class Harness:
             "mutations": dict(sorted(kinds.items())),
             "receivers": receivers,
             "caps": CAPS,
+            "coded_frames_decoded": self.coded_frames,
             "exceptions": self.exceptions,
             "first_exception": self.first_exception,
             "caps_held": self.caps_held,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from semnet.errors import ModelError
 from semnet.models import zoo
 from semnet.models.config import load_model_config
 
@@ -24,7 +25,10 @@ def test_checkpoint_matches_its_manifest(entry):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
     assert entry.file == f"{entry.name}-{entry.sha256[:8]}.safetensors"
     model = zoo.load(entry.name)
-    assert model.latent_channels == 64 and model.quant.bits == 5  # the fair-comparison setting
+    if entry.architecture == "cnn-rd":  # entropy coded: the table codes its whole alphabet
+        assert model.entropy_table().shape == (model.latent_channels, 2**model.quant.bits)
+    else:
+        assert model.latent_channels == 64 and model.quant.bits == 5  # the fair comparison
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
@@ -42,3 +46,23 @@ def test_manifest_says_how_it_was_made_and_what_it_measured(entry):
         assert entry.lineage[-1]["sha256"] == parent.sha256
     lossless = entry.metrics["by_loss"]["0"]
     assert 15 < lossless["psnr_db"] < 40 and 0 < entry.metrics["bpp_on_wire"] < 2
+
+
+def test_rate_points_are_picked_by_quality_or_bpp():
+    points = zoo.rate_points(zoo.RATE_FAMILY)
+    assert len(points) >= 4 and all(e.architecture == "cnn-rd" for e in points.values())
+    rates = [e.metrics["bpp_on_wire"] for e in points.values()]
+    assert rates == sorted(rates)  # quality N+1 costs more bytes than quality N
+    assert zoo.rate_point("cnn-rd", quality=2) == "cnn-rd-q2"
+    assert zoo.rate_point(zoo.DEFAULT_CODEC, quality=1) == "cnn-rd-q1"  # default: the family
+    assert zoo.rate_point("cnn-rd-q3", quality=1) == "cnn-rd-q1"  # a point: its family
+    assert zoo.rate_point("cnn-c64") == "cnn-c64"
+    best = max(q for q, b in zip(points, rates, strict=True) if b <= rates[1] + 1e-9)
+    assert zoo.rate_point("cnn-rd", bpp=rates[1] + 1e-9) == f"cnn-rd-q{best}"
+    assert zoo.rate_point("cnn-rd", bpp=0.001) == "cnn-rd-q1"  # nothing fits: the smallest
+    with pytest.raises(ModelError, match="has qualities"):
+        zoo.rate_point("cnn-rd", quality=99)
+    with pytest.raises(ModelError, match="no rate points"):
+        zoo.rate_point("cnn-c64", quality=1)
+    with pytest.raises(ModelError, match="not both"):
+        zoo.rate_point("cnn-rd", quality=1, bpp=1.0)
