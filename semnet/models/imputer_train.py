@@ -18,7 +18,7 @@ from tqdm import tqdm
 from semnet.core import partition, quant
 from semnet.core.impair.loss import make_loss
 from semnet.core.impair.spec import LossBurst
-from semnet.core.wire import QuantKind
+from semnet.core.wire import QuantKind, QuantSpec
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerConfig, ImputerTrainSettings
 from semnet.models.imputer import DiffusionImputer, f0_latent
@@ -31,7 +31,7 @@ def latent_bank(
     """Quantized-then-dequantized latents of ``s.bank`` random crops, (N, C, h, w) float32."""
     sampler = CropSampler(files, s.scales, s.crop, seed=s.seed)
     d = codec.quant
-    spec = quant.fit(QuantKind[d.kind.upper()], d.bits, lo=d.lo, hi=d.hi)
+    spec = QuantSpec(QuantKind[d.kind.upper()], d.bits, d.lo, d.hi)  # the codec's own range
     out = []
     with torch.inference_mode():
         for start in range(0, s.bank, chunk):
