@@ -257,6 +257,19 @@ def test_a_corrupt_stream_is_dropped_and_counted_while_the_rest_decodes() -> Non
     assert mask.sum() == q.size - struct.unpack_from(">II", header)[1]
 
 
+def test_overlapping_runs_are_dropped_before_decoding() -> None:
+    """A forged datagram re-claiming decoded elements (e.g. the whole latent, many times over)
+    must not buy decoding work: runs that overlap an earlier one are dropped unread."""
+    t = tables()
+    desc = descriptor()
+    q = latent(desc, t)
+    dgs = received(send(desc, q, t))
+    greedy = replace(dgs[-1], payload=struct.pack(">II", 0, q.size) + b"\1\0\0\0")
+    got, mask, dropped = coded.depacketize([*dgs, greedy, greedy], desc, t)
+    np.testing.assert_array_equal(got, q)
+    assert mask.all() and dropped == Counter(overlap=2)
+
+
 def test_tables_that_do_not_fit_drop_every_datagram_by_name() -> None:
     t = tables()
     desc = descriptor()

@@ -132,7 +132,7 @@ def depacketize(
     datagrams: Iterable[Datagram], desc: FrameDescriptor, tables: EntropyTables
 ) -> tuple[np.ndarray, np.ndarray, Counter]:
     """Decode received runs; returns (q uint16, zero where missing; received mask; reasons of
-    the datagrams dropped because their stream did not decode).
+    the datagrams dropped: their run overlaps another's, or their stream did not decode).
 
     Assumes each datagram belongs to ``desc``'s frame and passed :func:`check_payload`.
     """
@@ -146,8 +146,13 @@ def depacketize(
         dropped["entropy_table"] = sum(1 for _ in datagrams)
         return q.reshape(desc.latent), mask.reshape(desc.latent), dropped
     plane = desc.latent[1] * desc.latent[2]
-    for dg in datagrams:
-        start, n = RUN.unpack_from(dg.payload)
+    runs = sorted((RUN.unpack_from(dg.payload), dg.index, dg) for dg in datagrams)
+    covered = 0  # a sender's runs tile the order: overlapping ones are forged, and dropped
+    for (start, n), _, dg in runs:  # before decoding, so a frame costs at most its latent
+        if start < covered:
+            dropped["overlap"] += 1
+            continue
+        covered = start + n
         elements = order[start : start + n]
         try:
             q[elements] = entropy.decode(dg.payload[RUN.size :], elements // plane, tables)
