@@ -122,7 +122,6 @@ def test_decode_refuses_streams_that_are_not_exactly_the_run() -> None:
     channels = rng.integers(0, t.channels, 200)
     data = entropy.encode(symbols, channels, t)
     bad = {
-        "empty": b"",
         "not words": data[:-1],
         "truncated": data[:-4],
         "extra word": data + b"\x01\x00\x00\x00",
@@ -219,7 +218,7 @@ def _with_payload(dg: Datagram, payload: bytes) -> Datagram:
     ("payload", "reason"),
     [
         (b"", "payload_length"),
-        (struct.pack(">II", 0, 5), "payload_length"),  # no stream word
+        (struct.pack(">II", 0, 5)[:6], "payload_length"),  # no whole run header
         (struct.pack(">II", 0, 5) + b"\1\0\0", "payload_length"),  # not whole words
         (struct.pack(">II", 0, 0) + b"\1\0\0\0", "bad_field"),  # empty run
         (struct.pack(">II", 594, 1) + b"\1\0\0\0", "bad_field"),  # starts past the latent

@@ -45,25 +45,16 @@ def _check_tables(desc: FrameDescriptor, tables: EntropyTables) -> None:
         )
 
 
-def _cut(bits: np.ndarray, budget: int, most: int) -> list[tuple[int, int]]:
-    """Greedy (start, length) runs whose estimated streams fit ``budget`` bytes each."""
-    total = np.concatenate(([0.0], np.cumsum(bits)))
-    room = (budget - RUN.size - _STREAM_SLACK) * 8
-    runs, start = [], 0
-    while start < bits.size:
-        stop = int(np.searchsorted(total, total[start] + room, side="right")) - 1
-        stop = min(max(stop, start + 1), start + most, bits.size)
-        runs.append((start, stop - start))
-        start = stop
-    return runs
-
-
 def _coded_runs(symbols, channels, budget, most, tables) -> list[tuple[int, bytes]]:
-    """(start, payload) per datagram; a run whose stream overshoots is shortened and re-cut."""
+    """(start, payload) per datagram, cut greedily: each run as long as its estimated stream
+    fits ``budget`` bytes; a run whose real stream overshoots is shortened until it fits."""
+    total = np.concatenate(([0.0], np.cumsum(tables.bits(symbols, channels))))
+    room = (budget - RUN.size - _STREAM_SLACK) * 8
     out: list[tuple[int, bytes]] = []
     start = 0
     while start < symbols.size:
-        (s, n), *_ = _cut(tables.bits(symbols[start:], channels[start:]), budget, most)
+        stop = int(np.searchsorted(total, total[start] + room, side="right")) - 1
+        n = min(max(stop - start, 1), most, symbols.size - start)
         while True:
             stream = entropy.encode(symbols[start : start + n], channels[start : start + n], tables)
             if RUN.size + len(stream) <= budget:
@@ -114,10 +105,10 @@ def packetize(
 
 def check_payload(dg: Datagram) -> None:
     """Reject a coded payload whose run header disagrees with its descriptor or its length:
-    too short for a header and one word, not whole words, a run outside the latent, or more
+    shorter than a run header, a stream of no whole words, a run outside the latent, or more
     symbols than MAX_SYMBOLS_PER_BYTE allows. Arithmetic only, nothing decoded."""
     desc, payload = dg.descriptor, dg.payload
-    if len(payload) < RUN.size + 4 or (len(payload) - RUN.size) % 4:
+    if len(payload) < RUN.size or (len(payload) - RUN.size) % 4:
         raise WireError("payload_length", f"{len(payload)} bytes is no run header and stream")
     start, n = RUN.unpack_from(payload)
     total = math.prod(desc.latent)

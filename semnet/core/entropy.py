@@ -77,8 +77,8 @@ def decode(data: bytes, channels: np.ndarray, tables: EntropyTables) -> np.ndarr
     """Inverse of :func:`encode` given the run's channels (the receiver knows them from the
     layout). WireError("entropy") unless the stream holds exactly these symbols."""
     channels = np.asarray(channels)
-    if len(data) == 0 or len(data) % 4:
-        raise WireError("entropy", f"{len(data)} bytes is not a whole, non-empty stream of words")
+    if len(data) % 4:  # empty is a stream: a few very likely symbols may need no word at all
+        raise WireError("entropy", f"{len(data)} bytes is not a whole stream of words")
     if channels.size == 0 or channels.max() >= tables.channels:
         raise WireError("entropy", "run has no symbols, or a channel outside the tables")
     order, groups = _groups(channels)
