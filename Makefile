@@ -37,7 +37,7 @@ train-data: setup
 	$(BIN)/python scripts/install_training_photos.py
 
 train: train-data
-	$(BIN)/semnet train --config configs/models/cnn-c64-res-e50.yaml
+	$(BIN)/semnet train --config configs/models/cnn-rd-q4.yaml
 
 bench: setup
 	$(BIN)/python benchmarks/frame_time.py

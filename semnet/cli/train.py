@@ -42,7 +42,7 @@ def training_options(example: str, export_help: str):
 
 @click.command()
 @training_options(
-    "configs/models/cnn-c64-res-e50.yaml",
+    "configs/models/cnn-rd-q4.yaml",
     "measure on the evaluation photos and write the zoo entry",
 )
 @click.option(
@@ -117,7 +117,7 @@ IMPUTER_PARTITIONS = ("channel", "patch:4x4")
 
 @click.command("train-imputer")
 @training_options(
-    "configs/imputers/diffusion-cnn-c64-res-e50.yaml",
+    "configs/imputers/diffusion-cnn-rd-q4.yaml",
     "measure fills on the evaluation photos and write the zoo entry",
 )
 def train_imputer(

@@ -4,4 +4,4 @@ The default codec's name lives here, where importing it loads no torch, so the d
 and the CLI can name it without loading the models.
 """
 
-DEFAULT_CODEC = "cnn-c64-res-e50"
+DEFAULT_CODEC = "cnn-rd-q4"
