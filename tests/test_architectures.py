@@ -248,7 +248,12 @@ def test_training_can_start_from_a_zoo_checkpoint(tmp_path):
     model = train(cfg, tmp_path, steps=0, progress=False, files=[])
     want = zoo.load(zoo.DEFAULT_CODEC).state_dict()
     got = model.state_dict()
-    assert all(torch.equal(got[k], want[k]) for k in want)
+    # an entropy coder's table is derived: recomputed from the prior, it differs from the
+    # shipped (fp16) copy by rounding only
+    derived = {"pmf"}
+    assert all(torch.equal(got[k], want[k]) for k in want if k not in derived)
+    for k in derived & set(want):
+        torch.testing.assert_close(got[k], want[k], atol=1e-3, rtol=1e-2)
 
 
 @pytest.mark.parametrize("arch", ["cnn-scale", "cnn-sem"])
