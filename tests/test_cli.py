@@ -165,3 +165,22 @@ def test_send_and_ctl_against_an_authenticated_testbed(tmp_path):
         )
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["forward"]["spec"] == "loss random 5%"
+
+
+def test_send_exits_non_zero_when_a_frame_failed(tmp_path, monkeypatch):
+    """The receiver's report says the frame failed: the exit status says so too."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import semnet.client
+    from semnet.cli.main import cli
+    from semnet.cli.send import send
+
+    cli.add_command(send)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    failed = {"name": "x.png", "frame": 1, "datagrams_sent": 3, "error": "receiver is down"}
+    monkeypatch.setattr(semnet.client, "send_image", lambda *a, **k: failed)
+    result = CliRunner().invoke(cli, ["send", str(image)])
+    assert result.exit_code != 0
+    assert "1 of 1 frames failed" in result.output and "receiver is down" in result.output

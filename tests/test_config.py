@@ -334,3 +334,12 @@ def test_auth_keys_default_off_and_control_ports_on_loopback():
     for cfg in (SenderConfig(), ProxyConfig(), ReceiverConfig()):
         assert cfg.http.startswith("127.0.0.1:")
     assert load(SenderConfig, {"first_frame": 0, "auth_key_env": "K"}).first_frame == 0
+
+
+def test_a_value_the_model_refuses_is_a_config_error_naming_it():
+    from semnet.models.registry import build
+
+    with pytest.raises(ConfigError, match="stride 12"):
+        build("cnn", {"stride": 12})
+    with pytest.raises(ConfigError, match="gain"):
+        build("cnn-rd", {"gain": 99.0})

@@ -82,3 +82,13 @@ def test_corrupt_streams_are_counted_malformed_and_accounting_closes(bed, photo)
         time.sleep(0.1)
     assert malformed.get("entropy") == 1
     assert bed.accounting(since=before).closes
+
+
+def test_what_a_new_user_sends_gets_an_honest_answer(bed):
+    from semnet.client import send_image
+    from semnet.errors import SemnetError
+
+    with pytest.raises(SemnetError, match="not an image file Pillow can read"):
+        send_image(bed.http["sender"], "README.md", b"# not an image\n")
+    tiny = bed.send(np.full((7, 10, 3), 120, np.uint8), "tiny.png")  # smaller than SSIM's window
+    assert "error" not in tiny and 0 < tiny["ssim"] <= 1

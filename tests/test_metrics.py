@@ -104,3 +104,10 @@ def test_metrics_are_order_insensitive_where_they_should_be(photos):
     x = noisy(ref, 10.0, 3)
     assert ours(psnr, x, ref) == pytest.approx(ours(psnr, ref, x), abs=1e-9)
     assert ours(ssim, x, ref) == pytest.approx(ours(ssim, ref, x), abs=1e-6)
+
+
+def test_ssim_of_an_image_smaller_than_its_window():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.random((1, 3, 7, 10), dtype=np.float32))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert 0 < ssim(a, (a + 0.1).clamp(0, 1)) < 1

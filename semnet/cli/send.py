@@ -64,6 +64,10 @@ def send(
         if as_json:
             click.echo(json.dumps(reports, indent=1))
         if every is None:
+            failed = [r for r in reports if "error" in r]
+            if failed:  # the frame did not arrive decoded: say so in the exit status too
+                raise SemnetError(f"{len(failed)} of {len(reports)} frames failed: "
+                                  f"{failed[0]['name']}: {failed[0]['error']}")  # fmt: skip
             return
         try:
             time.sleep(every)

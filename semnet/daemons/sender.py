@@ -100,14 +100,20 @@ class Sender:
             codec = self.pick_codec(msg.get("quality"), msg.get("bpp"))
             with Image.open(io.BytesIO(msg["image"])) as im:
                 if im.width * im.height > self.cfg.max_pixels:  # before decoding it
-                    raise ValueError(f"{im.width}x{im.height} image > max_pixels")
+                    raise ValueError(
+                        f"a {im.width}x{im.height} image has more pixels than the sender's "
+                        f"max_pixels ({self.cfg.max_pixels}, a sender config key)"
+                    )
                 image = np.asarray(im.convert("RGB"))
+        except UnidentifiedImageError:
+            raise web.HTTPBadRequest(
+                text="bad send request: not an image file Pillow can read"
+            ) from None
         except (
             KeyError,
             TypeError,
             ValueError,
             msgpack.UnpackException,
-            UnidentifiedImageError,
             Image.DecompressionBombError,
             OSError,
         ) as exc:

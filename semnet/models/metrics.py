@@ -20,10 +20,13 @@ def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, per channel."""
+    """SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, per channel.
+
+    An image smaller than the window gets the largest odd window that fits it, so a tiny
+    image still has a score rather than a convolution error."""
     x, ref = x.float(), ref.float()
     c = x.shape[1]
-    g = _gaussian()
+    g = _gaussian(min(11, (min(x.shape[-2:]) - 1) // 2 * 2 + 1))
     win = (g[:, None] * g[None, :]).expand(c, 1, -1, -1).contiguous()
 
     def blur(t: torch.Tensor) -> torch.Tensor:

@@ -28,5 +28,5 @@ def build(architecture: str, params: dict[str, Any]) -> Codec:
         raise ConfigError(f"architecture: unknown {architecture!r} (known: {known})") from None
     try:
         return cls(**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # unknown keyword, or a value the model refuses
         raise ConfigError(f"params: {exc}") from None

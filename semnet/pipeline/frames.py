@@ -245,13 +245,20 @@ def perceptual_available() -> bool:
     return lpips.available() and classifier.available()
 
 
+# AlexNet's strides leave nothing of a smaller image to compare: no LPIPS or semantic score.
+PERCEPTUAL_MIN_SIDE = 32
+
+
 def score(image: np.ndarray, reference: np.ndarray, perceptual: bool = False) -> dict:
     """PSNR (dB) and SSIM of a reconstruction against its reference, both uint8 H x W x 3;
     with ``perceptual`` also LPIPS-AlexNet and semantic agreement (the classifier's top-1 label
-    on both is the same), None where their weights are not installed."""
+    on both is the same), None where their weights are not installed or the image is smaller
+    than PERCEPTUAL_MIN_SIDE."""
     a, b = to_tensor(image, torch.device("cpu")), to_tensor(reference, torch.device("cpu"))
     quality: dict = {"psnr_db": psnr(a, b), "ssim": ssim(a, b)}
-    if perceptual:
+    if perceptual and min(image.shape[:2]) < PERCEPTUAL_MIN_SIDE:
+        quality["lpips"] = quality["semantic_agree"] = None
+    elif perceptual:
         with torch.inference_mode():
             quality["lpips"] = lpips.lpips(a, b) if lpips.available() else None
             quality["semantic_agree"] = classifier.agrees(a, b) if classifier.available() else None
