@@ -251,6 +251,7 @@ def _online_rows(
             "partition": partition,
             "interleave": interleave,
             "datagram_size": spec.datagram_size,
+            "first_frame": 0,  # interleaving from the seed alone, as offline: runs repeat
         }
         receiver = {"fill": fill, "save_images": False, "perceptual": spec.perceptual}
         with LocalTestbed(
