@@ -57,7 +57,7 @@ class Sender:
         self.key = cfg.load_auth_key()
         device = pick_device(cfg.device)
         entry = zoo.entry(zoo.rate_point(cfg.codec, cfg.quality, cfg.bpp))
-        self.codec_name = self.configured = entry.name
+        self.codec_name, self.configured = entry.name, entry
         path = PathSettings(
             parse_spec(cfg.partition),
             cfg.interleave,
@@ -132,13 +132,13 @@ class Sender:
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
         if quality is None and bpp is None:
-            return zoo.entry(self.configured)
+            return self.configured
         if quality is not None and (not isinstance(quality, int) or isinstance(quality, bool)):
             raise ValueError(f"quality {quality!r} is not an integer")
         if bpp is not None and not (isinstance(bpp, int | float) and bpp > 0):
             raise ValueError(f"bpp {bpp!r} is not a positive number")
         try:
-            return zoo.entry(zoo.rate_point(self.configured, quality, bpp))
+            return zoo.entry(zoo.rate_point(self.configured.name, quality, bpp))
         except ModelError as exc:
             raise ValueError(str(exc)) from None
 

@@ -8,10 +8,8 @@ See docs/rd.md.
 
 import logging
 import platform
-import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 import numpy as np
@@ -31,33 +29,26 @@ from semnet.models.fill import get_fill
 from semnet.models.metrics import ms_ssim
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
 from semnet.pipeline.offline import FrameResult, transmit
+from semnet.pipeline.sweep import zoo_codec as sweep_codec
 from semnet.pipeline.tensors import to_tensor
 
 log = logging.getLogger(__name__)
 
-RD_ARCHITECTURE = "cnn-rd"  # the entropy-coded family, one zoo entry per rate point
 Loader = Callable[[str], tuple[Codec, int, dict]]  # name -> (codec, codec id, manifest entry)
-_RATE_SUFFIX = re.compile(r"-q[0-9]+$")  # cnn-rd-q1 ... cnn-rd-q4: one family, four points
 
 
 def default_codecs() -> list[str]:
-    """Every entropy-coded zoo codec (each a rate point) and the default fixed-rate codec."""
-    rd = [e.name for e in zoo.entries() if e.architecture == RD_ARCHITECTURE]
+    """Every rate point of the entropy-coded family and the default codec."""
+    rd = [e.name for e in zoo.rate_points(zoo.RATE_FAMILY).values()]
     return [*rd, DEFAULT_CODEC] if DEFAULT_CODEC not in rd else rd
 
 
 def zoo_codec(name: str) -> tuple[Codec, int, dict]:
-    """A shipped codec, its wire id and its manifest entry; ConfigError for an unknown name."""
+    """The sweep's loader, with an unknown name a ConfigError naming what the zoo has."""
     known = [e.name for e in zoo.entries()]
     if name not in known:
         raise ConfigError(f"codec {name!r}: not in the zoo (known: {', '.join(known) or 'none'})")
-    entry = zoo.entry(name)
-    return zoo.load(name), entry.codec_id, asdict(entry)
-
-
-def family(name: str) -> str:
-    """The curve a codec's points belong to: rate points -qN of one family share a line."""
-    return _RATE_SUFFIX.sub("", name)
+    return sweep_codec(name)
 
 
 def check(images: dict, codecs: list[str], classical: list[str], datagram_size: int) -> None:
@@ -110,7 +101,7 @@ def _row(kind: str, codec: str, image: str, scored: dict, **classical) -> dict:
     return {
         "kind": kind,
         "codec": codec,
-        "family": family(codec) if kind == "semnet" else codec,
+        "family": zoo.family(codec) if kind == "semnet" else codec,
         "image": image,
         **scored,
         "quality": classical.get("quality"),

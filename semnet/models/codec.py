@@ -73,6 +73,14 @@ class Codec(nn.Module):
         model (the rate term of training); None for a fixed-rate codec."""
         return None
 
+    def rate_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the rate model (entropy model, gains): they start far from what a
+        trained transform needs, so training lets them learn faster. None for a fixed rate."""
+        return []
+
+    def update_table(self) -> None:
+        """Refresh the coder's tables from the entropy model once training changed it."""
+
     def entropy_table(self) -> np.ndarray | None:
         """(C, 2^bits) symbol probabilities per channel for the entropy coder, or None when the
         latent goes on the wire as plain fixed-width values."""

@@ -55,6 +55,9 @@ class RDCodec(CNNCodec):
     def rate_bits(self, y_noisy: torch.Tensor) -> torch.Tensor:
         return self.entropy_model.bits(y_noisy)
 
+    def rate_parameters(self) -> list[nn.Parameter]:
+        return [self.log_gain, *self.entropy_model.parameters()]
+
     @torch.no_grad()
     def update_table(self) -> None:
         """Recompute the coder's tables from the entropy model (after training changed it)."""

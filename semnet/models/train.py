@@ -21,7 +21,6 @@ from semnet.errors import SemnetError
 from semnet.models import zoo
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerTrainSettings, ModelConfig, TrainSettings
-from semnet.models.rd import RDCodec
 from semnet.models.registry import build
 from semnet.models.sem import DynamicScaleConv
 
@@ -103,9 +102,8 @@ FAST_LR_SCALE = 10.0
 
 
 def _param_groups(model: Codec) -> list[dict]:
-    named = list(model.named_parameters())
-    fast = [p for n, p in named if n.startswith(("entropy_model.", "log_gain"))]
-    slow = [p for n, p in named if not n.startswith(("entropy_model.", "log_gain"))]
+    fast = model.rate_parameters()
+    slow = [p for p in model.parameters() if all(p is not f for f in fast)]
     groups = [{"params": slow, "lr_scale": 1.0}]
     return groups + ([{"params": fast, "lr_scale": FAST_LR_SCALE}] if fast else [])
 
@@ -241,6 +239,5 @@ def train(
             log.info("%s: step %d of %d, %s", cfg.name, step + 1, total, bar.postfix)
     model.channel_mean.copy_(mean)
     model.cpu()
-    if isinstance(model, RDCodec):
-        model.update_table()
+    model.update_table()
     return model.to(memory_format=torch.contiguous_format).eval()

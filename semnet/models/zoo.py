@@ -81,13 +81,18 @@ def entry_by_id(codec_id: int) -> ZooEntry:
 RATE_FAMILY = "cnn-rd"
 
 
-def rate_points(family: str) -> dict[int, ZooEntry]:
+def family(name: str) -> str:
+    """The family a rate point ``<family>-q<N>`` belongs to; any other name is its own."""
+    stem, sep, number = name.rpartition("-q")
+    return stem if sep and number.isdigit() else name
+
+
+def rate_points(family_name: str) -> dict[int, ZooEntry]:
     """A family's rate points by quality: the entries named ``<family>-q<N>``."""
     points = {}
     for e in entries():
-        stem, sep, number = e.name.rpartition("-q")
-        if sep and stem == family and number.isdigit():
-            points[int(number)] = e
+        if e.name != family_name and family(e.name) == family_name:
+            points[int(e.name.rpartition("-q")[2])] = e
     return dict(sorted(points.items()))
 
 
@@ -100,16 +105,15 @@ def rate_point(codec: str, quality: int | None = None, bpp: float | None = None)
         return codec
     if quality is not None and bpp is not None:
         raise ModelError("give quality or bpp, not both")
-    stem, sep, number = codec.rpartition("-q")
-    family = stem if sep and number.isdigit() else codec  # a rate point stands for its family
-    family = RATE_FAMILY if family == DEFAULT_CODEC else family
-    points = rate_points(family)
+    name = family(codec)  # a rate point stands for its family
+    name = RATE_FAMILY if name == DEFAULT_CODEC else name
+    points = rate_points(name)
     if not points:
-        raise ModelError(f"codec {family!r} has no rate points (try {RATE_FAMILY!r})")
+        raise ModelError(f"codec {name!r} has no rate points (try {RATE_FAMILY!r})")
     if quality is not None:
         if quality not in points:
             known = ", ".join(map(str, points))
-            raise ModelError(f"quality {quality}: {family} has qualities {known}")
+            raise ModelError(f"quality {quality}: {name} has qualities {known}")
         return points[quality].name
     measured = {q: e.metrics.get("bpp_on_wire") for q, e in points.items()}
     fits = [q for q, b in measured.items() if b is not None and b <= bpp]
