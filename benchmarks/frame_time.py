@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from results_io import write_json  # noqa: E402 (sibling module; benchmarks run as scripts)
 
-from semnet.core import packetize, quant
+from semnet.core import quant
 from semnet.core.reassembly import Reassembler
 from semnet.images import load_image
 from semnet.models import zoo
@@ -135,6 +135,7 @@ def one_frame(
     image: np.ndarray,
     codec: Codec,
     encoder: FrameEncoder,
+    decoder: FrameDecoder,
     fill: Callable,
     sender: socket.socket,
     drain: Drain,
@@ -160,7 +161,7 @@ def one_frame(
     (frame,) = frames
     desc = frame.descriptor
     t0 = time.perf_counter()
-    q, mask = packetize.depacketize(frame.datagrams.values(), desc)
+    q, mask, _ = decoder.depacketize(frame)  # fixed-width or entropy coded
     y = torch.from_numpy(quant.dequantize(desc.quant, q))[None]
     received = torch.from_numpy(mask)[None]
     with torch.inference_mode():
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, list[float]] = {s: [] for s in STAGES}
     lost_on_loopback = 0
     try:
-        _, out, datagrams, _ = one_frame(image, codec, encoder, fill, sender, drain)  # warm-up
+        decoder = FrameDecoder(lambda _: codec, fill)
+        _, out, datagrams, _ = one_frame(image, codec, encoder, decoder, fill, sender, drain)
         # The hand-timed receiver chain must be the pipeline's: compare with FrameDecoder.
         check = FrameEncoder(codec, codec_id, path, stream=1, seed=1)
         frames = []
@@ -268,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         if not np.array_equal(out, reference):
             raise SystemExit("timed chain disagrees with FrameDecoder: benchmark is wrong")
         for _ in range(args.repeat):
-            t, _, datagrams, arrived = one_frame(image, codec, encoder, fill, sender, drain)
+            t, _, datagrams, arrived = one_frame(
+                image, codec, encoder, decoder, fill, sender, drain
+            )
             lost_on_loopback += len(datagrams) - arrived
             for stage in STAGES:
                 samples[stage].append(t[stage])

@@ -65,9 +65,9 @@ class FrameEncoder:
     A codec with an entropy model (``Codec.entropy_table``) is sent entropy coded, one stream per
     datagram (``semnet.core.coded``); its table fixes the quantizer, so no other may be asked for.
 
-        Frame ids and sequence numbers count from ``first_frame`` and ``first_seq``; a daemon starts
-        them where a previous run of it cannot have been (see semnet.daemons.sender.boot_numbers).
-        With ``key`` every datagram is authenticated.
+    Frame ids and sequence numbers count from ``first_frame`` and ``first_seq``; a daemon starts
+    them where a previous run of it cannot have been (see semnet.daemons.sender.boot_numbers).
+    With ``key`` every datagram is authenticated.
     """
 
     def __init__(
@@ -185,21 +185,25 @@ class FrameDecoder:
         self.device = device or torch.device("cpu")
         self.tables: dict[int, EntropyTables | None] = {}
 
+    def depacketize(self, frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray, Counter]:
+        """(q, received mask, reasons of datagrams dropped undecoded) of a frame, fixed-width
+        or entropy coded as its descriptor says."""
+        desc = frame.descriptor
+        if desc.codec_id not in self.tables:
+            self.tables[desc.codec_id] = entropy_tables(self.codec_for(desc.codec_id))
+        tables = self.tables[desc.codec_id]
+        if desc.entropy and tables is not None:
+            return coded.depacketize(frame.datagrams.values(), desc, tables)
+        if desc.entropy or tables is not None:  # a codec coded one way, a frame the other
+            empty = np.zeros(desc.latent, np.uint16), np.zeros(desc.latent, bool)
+            return *empty, Counter(entropy_table=frame.received)
+        return *packetize.depacketize(frame.datagrams.values(), desc), Counter()
+
     def decode(self, frame: AssembledFrame) -> DecodedFrame:
         desc = frame.descriptor
         codec = self.codec_for(desc.codec_id)
-        if desc.codec_id not in self.tables:
-            self.tables[desc.codec_id] = entropy_tables(codec)
-        tables = self.tables[desc.codec_id]
         t0 = time.perf_counter()
-        dropped: Counter = Counter()
-        if desc.entropy and tables is not None:
-            q, mask, dropped = coded.depacketize(frame.datagrams.values(), desc, tables)
-        elif desc.entropy or tables is not None:  # a codec coded one way, a frame the other
-            q, mask = np.zeros(desc.latent, np.uint16), np.zeros(desc.latent, bool)
-            dropped["entropy_table"] = frame.received
-        else:
-            q, mask = packetize.depacketize(frame.datagrams.values(), desc)
+        q, mask, dropped = self.depacketize(frame)
         y = torch.from_numpy(quant.dequantize(desc.quant, q))[None].to(self.device)
         received = torch.from_numpy(mask)[None].to(self.device)
         with torch.inference_mode():
