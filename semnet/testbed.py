@@ -147,6 +147,32 @@ class Accounting:
         return Accounting(**terms, identities=ident)
 
 
+def forged_frames(
+    count: int, height: int, width: int, codec: str = "cnn-c64", stream: int = 999
+) -> list[bytes]:
+    """One datagram of each of ``count`` frames that claim a ``height`` x ``width`` image: a
+    valid header, descriptor and payload, with no reference behind them. What a hostile peer
+    without the key can send to make a receiver decode (and save) a large image."""
+    from semnet.core.packetize import packetize
+    from semnet.core.wire import FrameDescriptor, PartitionSpec, QuantKind, QuantSpec, Scheme
+    from semnet.models import zoo
+
+    entry = zoo.entry(codec)
+    desc = FrameDescriptor(
+        codec_id=entry.codec_id,
+        image_h=height,
+        image_w=width,
+        latent=zoo.load(codec).latent_shape(height, width),
+        quant=QuantSpec(QuantKind.UNIFORM, 5, -1.0, 1.0),
+        partition=PartitionSpec(Scheme.CHANNEL),
+        interleave=True,
+        seed=1,
+        datagram_size=65000,
+    )
+    q = np.random.default_rng(0).integers(0, 32, size=desc.latent, dtype=np.uint16)
+    return [packetize(q, desc, stream, frame, frame * 100)[0] for frame in range(count)]
+
+
 class LocalTestbed:
     def __init__(
         self,

@@ -22,6 +22,7 @@ from semnet.client import request
 from semnet.config import load
 from semnet.core import wire
 from semnet.core.auth import (
+    REQUEST_REFUSALS,
     TAG_SIZE,
     Replay,
     ReplayWindow,
@@ -250,7 +251,8 @@ def test_request_verifier() -> None:
     assert v.verify(good, "POST", "/send", body, now + 6) == "replay"
     assert v.verify(None, "POST", "/send", body, now) == "missing"
     assert v.verify("garbage", "POST", "/send", body, now) == "malformed"
-    assert v.verify("12:ééé", "POST", "/send", body, 12) == "signature"
+    assert v.verify("12:ééé", "POST", "/send", body, 12) == "malformed"  # not 64 hex digits
+    assert v.verify("12:" + "é" * 64, "POST", "/send", body, 12) == "signature"
     old = sign_request(KEY, "POST", "/send", body, now - 31)
     assert v.verify(old, "POST", "/send", body, now) == "stale"
     for method, path, payload in (
@@ -262,7 +264,20 @@ def test_request_verifier() -> None:
         assert v.verify(fresh, method, path, payload, now + 1) == "signature"
     forged = sign_request(b"another-key-0123456789abcdef", "POST", "/send", body, now)
     assert v.verify(forged, "POST", "/send", body, now) == "signature"
-    assert v.rejected == {"replay": 1, "missing": 1, "malformed": 1, "signature": 5, "stale": 1}
+    assert v.rejected == {"replay": 1, "missing": 1, "malformed": 2, "signature": 5, "stale": 1}
+
+
+def test_request_head_is_judged_before_the_body() -> None:
+    """An unsigned, stale or replayed request is refused from its header: no body needed."""
+    v = RequestVerifier(KEY, window=30)
+    body, now = b"x" * 100, 1_000_000.0
+    good = sign_request(KEY, "POST", "/send", body, now)
+    assert v.verify_head(good, now) == ""
+    assert v.verify(good, "POST", "/send", body, now) == ""
+    assert v.verify_head(good, now) == "replay"
+    assert v.verify_head(None, now) == "missing"
+    assert v.verify_head(sign_request(KEY, "POST", "/send", body, now - 60), now) == "stale"
+    assert v.rejected == {"replay": 1, "missing": 1, "stale": 1}
 
 
 @pytest.fixture
@@ -301,10 +316,8 @@ def test_middleware_with_the_client_signer(served: str) -> None:
     with pytest.raises(SemnetError, match="401 authentication failed: signature"):
         request(f"{served}/echo", b"hi", "POST", key=b"another-key-0123456789abcdef")
     text = request(f"{served}/metrics")  # Prometheus cannot sign: metrics stay open
-    assert by_label(metric_totals(text), "semnet_http_auth_rejected_total", "reason") == {
-        "missing": 1,
-        "signature": 1,
-    }
+    rejected = by_label(metric_totals(text), "semnet_http_auth_rejected_total", "reason")
+    assert rejected == {**dict.fromkeys(REQUEST_REFUSALS, 0), "missing": 1, "signature": 1}
 
 
 # --- keys in configs -------------------------------------------------------------------------
@@ -383,6 +396,7 @@ def test_authenticated_testbed_refuses_forgeries_and_replays(tmp_path) -> None:
         for name, n in (("sender", 1), ("receiver", 2)):
             rejected = metric_totals(bed.metrics(name))
             assert by_label(rejected, "semnet_http_auth_rejected_total", "reason") == {
+                **dict.fromkeys(REQUEST_REFUSALS, 0),
                 "missing": n,
                 "signature": n,
             }

@@ -186,8 +186,10 @@ def test_bad_address_names_the_key(cls, key):
 
 def test_proxy_impair_takes_a_string_or_a_mapping():
     assert load(ProxyConfig, {"impair": "loss random 10%"}).impair == "loss random 10%"
-    spec = {"loss": {"random": "10%"}}
+    spec = {"loss": {"random": {"percent": "10%"}}}
     assert load(ProxyConfig, {"impair": spec}).impair == spec
+    with pytest.raises(ConfigError, match=r"^impair: .*expected a mapping"):
+        load(ProxyConfig, {"impair": {"loss": {"random": "10%"}}})  # checked at load, not later
 
 
 def test_load_config_file_then_overrides(tmp_path):

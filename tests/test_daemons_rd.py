@@ -29,8 +29,9 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     sender = {"threads": 1, "codec": "cnn-rd", "quality": 2}
+    receiver = {"threads": 1, "decode_unannounced": True}  # the forged frame below is decoded
     with LocalTestbed(
-        tmp_path_factory.mktemp("bed"), seed=3, sender=sender, receiver={"threads": 1}
+        tmp_path_factory.mktemp("bed"), seed=3, sender=sender, receiver=receiver
     ) as testbed:
         yield testbed
 

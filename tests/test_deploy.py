@@ -254,6 +254,21 @@ def test_container_configs_are_valid_and_agree_with_compose():
         assert f":{parse_address(c.http)[1]}/metrics" in str(services[name]["healthcheck"]["test"])
 
 
+def test_container_control_ports_need_the_generated_key():
+    """Control ports listen on 0.0.0.0 inside containers, so each daemon reads the key that the
+    keygen service writes, and starts only after it has."""
+    services = compose_file()["services"]
+    keygen = services["keygen"]
+    assert "semnet-key:/run/semnet" in keygen["volumes"]
+    assert "/dev/urandom" in keygen["command"][0] and "umask 077" in keygen["command"][0]
+    for name in DAEMON_CONFIGS:
+        assert daemon_config(name).auth_key_file == "/run/semnet/key", name
+        assert "semnet-key:/run/semnet:ro" in services[name]["volumes"], name
+        condition = services[name]["depends_on"]["keygen"]["condition"]
+        assert condition == "service_completed_successfully", name
+    assert services["feeder"]["environment"]["SEMNET_AUTH_KEY_FILE"] == "/run/semnet/key"
+
+
 # -- Dockerfile ---------------------------------------------------------------------------
 def test_dockerfile_lints_clean():
     hadolint = tool("hadolint")
@@ -329,8 +344,21 @@ def test_dashboard_layout_is_sound():
     for p in panels(dash):
         assert p["targets"] and all(t["expr"].strip() for t in p["targets"]), p["title"]
         for t in p["targets"]:
-            used = set(re.findall(r"\$(\w+)", t["expr"])) - {"__rate_interval"}
+            used = set(re.findall(r"\$(\w+)", t["expr"])) - {"__rate_interval", "__range"}
             assert used <= defined, f"{p['title']!r} uses undefined {used - defined}"
+
+
+def test_bar_panels_follow_the_time_range_and_split_codecs():
+    """Bars are over the dashboard's range (increase), never since a daemon started, and one
+    bar per codec: "All" must not average two codecs into one number."""
+    bars = [p for p in panels(dashboard()) if p["type"] == "barchart"]
+    assert bars
+    for p in bars:
+        for t in p["targets"]:
+            sums = re.findall(r"sum by \(([^)]*)\)", t["expr"])
+            assert sums and all("codec" in labels for labels in sums), p["title"]
+            assert "increase(" in t["expr"] and "[$__range]" in t["expr"], p["title"]
+        assert p["transformations"][0]["id"] == "groupingToMatrix", p["title"]
 
 
 def test_dashboard_queries_parse_as_promql(tmp_path):

@@ -50,6 +50,7 @@ def bed(tmp_path_factory):
         "max_reference_bytes": MAX_REFERENCE_BYTES,
         "save_images": False,
         "perceptual": False,  # the baseline below is without the LPIPS and classifier models
+        "decode_unannounced": True,  # the harder case: bogus frames reach the decode backlog
     }
     sender = {"threads": 1, "rate_mbps": NOMINAL_MBPS, "datagram_size": DATAGRAM}
     with LocalTestbed(

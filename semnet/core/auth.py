@@ -95,6 +95,9 @@ def sign_request(key: bytes, method: str, path: str, body: bytes, now: float) ->
     return f"{timestamp}:{request_mac(key, method, path, timestamp, body)}"
 
 
+REQUEST_REFUSALS = ("missing", "malformed", "stale", "signature", "replay")
+
+
 class RequestVerifier:
     """Checks signed control requests; ``rejected`` counts refusals by reason (metric labels)."""
 
@@ -105,28 +108,42 @@ class RequestVerifier:
         self.rejected: dict[str, int] = {}
         self._seen: OrderedDict[str, float] = OrderedDict()
 
+    def verify_head(self, header: str | None, now: float) -> str:
+        """What can be refused from the header alone, before the body is read (an unsigned
+        request must not make the daemon buffer its body): '' or the reason, counted."""
+        return self._count(self._head_reason(header, now))
+
     def verify(self, header: str | None, method: str, path: str, body: bytes, now: float) -> str:
         """'' when the request is authentic and fresh, else the reason it is refused."""
-        reason = self._reason(header, method, path, body, now)
+        return self._count(
+            self._head_reason(header, now) or self._body_reason(header, method, path, body, now)
+        )
+
+    def _count(self, reason: str) -> str:
         if reason:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
         return reason
 
-    def _reason(self, header: str | None, method: str, path: str, body: bytes, now: float) -> str:
+    def _head_reason(self, header: str | None, now: float) -> str:
         if not header:
             return "missing"
         stamp, sep, mac = header.partition(":")
-        if not sep or not stamp.isdigit() or len(stamp) > 12:
+        if not sep or not stamp.isdigit() or len(stamp) > 12 or len(mac) != 64:
             return "malformed"
-        timestamp = int(stamp)
-        if abs(now - timestamp) > self.window:
+        if abs(now - int(stamp)) > self.window:
             return "stale"
-        expected = request_mac(self.key, method, path, timestamp, body).encode()
+        if mac in self._seen:
+            return "replay"
+        return ""
+
+    def _body_reason(self, header: str, method: str, path: str, body: bytes, now: float) -> str:
+        stamp, _, mac = header.partition(":")
+        expected = request_mac(self.key, method, path, int(stamp), body).encode()
         if not hmac.compare_digest(mac.encode(errors="replace"), expected):
             return "signature"
         while self._seen and next(iter(self._seen.values())) < now - 2 * self.window:
             self._seen.popitem(last=False)
-        if mac in self._seen:
+        if mac in self._seen:  # a copy of the request verified meanwhile
             return "replay"
         self._seen[mac] = now
         if len(self._seen) > self.max_seen:

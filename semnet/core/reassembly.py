@@ -55,6 +55,28 @@ class AssembledFrame:
         return self.count - len(self.datagrams)
 
 
+# Every reason a datagram is counted malformed under: the parser's WireError reasons, the
+# reassembler's own, and the decoder's for entropy-coded runs. Metrics export each from zero.
+MALFORMED_REASONS = (
+    "truncated",
+    "bad_magic",
+    "bad_version",
+    "bad_flags",
+    "bad_field",
+    "oversized",
+    "payload_length",
+    "checksum",
+    "auth",
+    "auth_no_key",
+    "unauthenticated",
+    "replay",
+    "inconsistent",
+    "overlap",
+    "entropy",
+)
+EVICTION_CAPS = ("max_frames", "max_bytes", "max_stream_frames")
+
+
 @dataclass(slots=True)
 class ReassemblyCounters:
     """Monotone counts for metrics; see the module docstring for the identity they keep."""

@@ -5,13 +5,16 @@ with a key set every control request must be signed (see semnet.core.auth).
 """
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from semnet.config import check, load, read_yaml
+from semnet.config import brief, check, load, read_yaml, validate
 from semnet.core.auth import check_key
+from semnet.core.impair import parse_spec, spec_from_mapping
+from semnet.core.wire import QuantKind
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
 from semnet.models import DEFAULT_CODEC
@@ -30,8 +33,33 @@ def parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
     return ok
 
 
+MAX_PIXELS = 2**21  # a Full HD frame (1920x1080) fits; decoding one costs about 1 GiB on CPU
 address = check(parses(parse_address), "is not host:port")
 positive = check(lambda v: v > 0, "must be > 0")
+# torch aborts the process on absurd thread counts; no host we run on has more cores than this
+thread_count = check(lambda v: 0 <= v <= 1024, "must be in 0..1024 (0: torch's default)")
+device_name = check(
+    lambda v: re.fullmatch(r"auto|cpu|cuda(:\d{1,2})?|mps", v) is not None,
+    "is not auto, cpu, cuda, cuda:N or mps",
+)
+quant_kind = check(
+    lambda v: v is None or v.upper() in QuantKind.__members__,
+    f"is not a quantizer ({', '.join(k.lower() for k in QuantKind.__members__)})",
+)
+bit_width = check(lambda v: v is None or 1 <= v <= 16, "must be in 1..16 (unset: the codec's)")
+MAX_DEADLINE = 3600.0  # seconds; an incomplete frame must expire, or it holds its caps forever
+deadline_range = check(lambda v: 0 < v <= MAX_DEADLINE, f"must be in (0, {MAX_DEADLINE:g}] seconds")
+
+
+def _impairment(value: str | dict) -> None:
+    """A netem string or mapping, parsed now so a bad spec stops the proxy at start."""
+    if isinstance(value, dict):
+        spec_from_mapping(value)
+    else:
+        parse_spec(value)
+
+
+impairment = validate(_impairment)
 
 
 @dataclass(frozen=True)
@@ -82,8 +110,8 @@ class SenderConfig(AuthKeys):
     datagram_size: int = field(
         default=1200, metadata=check(lambda v: 100 <= v <= 65507, "must be in 100..65507")
     )
-    quant: str | None = None  # round | uniform | asymmetric; None: the codec's default
-    bits: int | None = None
+    quant: str | None = field(default=None, metadata=quant_kind)  # None: the codec's default
+    bits: int | None = field(default=None, metadata=bit_width)
     importance: bool = False  # CAM importance byte per datagram (needs make metrics-extra)
     stream: int = field(default=1, metadata=check(lambda v: 0 <= v < 65536, "must be a u16"))
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
@@ -94,9 +122,9 @@ class SenderConfig(AuthKeys):
     )
     rate_mbps: float = field(default=200.0, metadata=positive)  # pacing of datagrams
     report_timeout: float = field(default=15.0, metadata=positive)
-    max_pixels: int = field(default=2**22, metadata=positive)  # largest image taken by /send
-    device: str = "auto"
-    threads: int = field(default=2, metadata=check(lambda v: v >= 0, "must be >= 0"))
+    max_pixels: int = field(default=MAX_PIXELS, metadata=positive)  # largest image for /send
+    device: str = field(default="auto", metadata=device_name)
+    threads: int = field(default=2, metadata=thread_count)
 
 
 @dataclass(frozen=True)
@@ -104,8 +132,8 @@ class ProxyConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7100", metadata=address)
     forward: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7101", metadata=address)
-    impair: str | dict[str, Any] = ""  # netem spec for the forward (data) direction
-    reverse: str | dict[str, Any] = ""  # netem spec for the reverse (feedback) direction
+    impair: str | dict[str, Any] = field(default="", metadata=impairment)  # forward (data)
+    reverse: str | dict[str, Any] = field(default="", metadata=impairment)  # feedback
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
     record: str | None = None  # write the forward direction's fates to this trace file
     replay: str | None = None  # forward fates from this trace instead of `impair`
@@ -117,7 +145,7 @@ class ProxyConfig(AuthKeys):
             and self.replay
             and Path(self.record).resolve() == Path(self.replay).resolve()
         ):
-            raise ConfigError(f"record: {self.record!r} is the file being replayed")
+            raise ConfigError(f"record: {brief(self.record)} is the file being replayed")
 
 
 def _fill(spec: str) -> object:
@@ -135,18 +163,32 @@ class ReceiverConfig(AuthKeys):
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
     fill: str = field(default="zero", metadata=fill_spec)  # zero|mean|f0|diffusion[:T[:τ]]
     perceptual: bool = True  # LPIPS and semantic accuracy per frame, when their weights exist
-    deadline: float = field(
-        default=0.5, metadata=positive
-    )  # seconds after a frame's first datagram
-    output: str = "received"  # folder for reconstructions
+    deadline: float = field(default=0.5, metadata=deadline_range)  # s after a frame's 1st datagram
+    # Folder for reconstructions; unset: $XDG_STATE_HOME/semnet/received (by default
+    # ~/.local/state/semnet/received), never the folder the daemon happened to start in.
+    output: str | None = None
     save_images: bool = True
+    # The newest reconstructions kept in `output`: older ones are deleted past this many bytes.
+    max_saved_bytes: int = field(default=256 * 2**20, metadata=positive)
+    # Frames with no reference (nobody announced them on the signed side channel, nobody waits
+    # for their report) are counted and dropped unless this is set: without a key, one forged
+    # datagram would otherwise buy a full decode.
+    decode_unannounced: bool = False
     max_frames: int = field(default=64, metadata=positive)
     max_bytes: int = field(default=64 * 2**20, metadata=positive)  # datagrams held in flight
     max_stream_frames: int = field(default=16, metadata=positive)  # frames in flight per stream
-    max_pixels: int = field(default=2**22, metadata=positive)  # largest image decoded or held
+    max_pixels: int = field(default=MAX_PIXELS, metadata=positive)  # largest image decoded
     max_reference_bytes: int = field(default=64 * 2**20, metadata=positive)  # images held
-    device: str = "auto"
-    threads: int = field(default=2, metadata=check(lambda v: v >= 0, "must be >= 0"))
+    device: str = field(default="auto", metadata=device_name)
+    threads: int = field(default=2, metadata=thread_count)
+
+
+def output_folder(output: str | None) -> Path:
+    """Where a receiver saves its reconstructions."""
+    if output is not None:
+        return Path(output)
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "semnet" / "received"
 
 
 def load_config(cls: type, path: str | None, overrides: dict[str, Any]):

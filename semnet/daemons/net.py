@@ -28,7 +28,17 @@ def format_address(addr: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def udp_socket(bind: tuple[str, int] | None = None, family: int = socket.AF_INET) -> socket.socket:
+def bind_error(key: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """One line for an address a daemon cannot use: unknown host, port in use, no permission."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return ConfigError(f"{key}: cannot listen on {format_address((host, port))} ({why})")
+
+
+def udp_socket(
+    bind: tuple[str, int] | None = None, family: int = socket.AF_INET, key: str = "listen"
+) -> socket.socket:
+    """A non-blocking UDP socket with large buffers, bound to ``bind`` when given; an address
+    that cannot be bound is a ConfigError naming ``key``."""
     if bind is not None:
         family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -37,7 +47,11 @@ def udp_socket(bind: tuple[str, int] | None = None, family: int = socket.AF_INET
         with contextlib.suppress(OSError):  # capped by net.core.rmem_max: best effort
             sock.setsockopt(socket.SOL_SOCKET, opt, RECV_BUFFER)
     if bind is not None:
-        sock.bind(bind)
+        try:
+            sock.bind(bind)
+        except OSError as exc:
+            sock.close()
+            raise bind_error(key, *bind, exc) from None
     return sock
 
 

@@ -6,11 +6,13 @@ reference image on the HTTP side channel (which bypasses the proxy) before sendi
 then asks for the frame's report; a frame whose datagrams were all lost is decoded from fill
 alone once the report wait runs out, so every announced frame is reported.
 
-Hostile input costs counters, not memory: the reassembler's caps bound datagrams in flight,
-frames with a reference (a sender waits for them) are decoded before those without, of which at
-most BACKLOG wait (more are dropped, counted), a frame is decoded only if its descriptor is what
-its codec makes of an image of at most ``max_pixels``, and references are capped in number and
-bytes. With a key, datagrams and control requests must be authenticated.
+Hostile input costs counters, not memory, CPU or disk: the reassembler's caps bound datagrams
+in flight; only frames with a reference (announced on the side channel, a sender waits for them)
+are decoded, unless ``decode_unannounced`` (then at most BACKLOG of those wait, more are
+dropped, counted); a frame is decoded only if its descriptor is what its codec makes of an
+image of at most ``max_pixels``; references are capped in number and bytes; saved images in
+bytes (``max_saved_bytes``, oldest deleted first); warnings per reason in rate. With a key,
+datagrams and control requests must be authenticated.
 """
 
 import asyncio
@@ -25,11 +27,15 @@ import msgpack
 import numpy as np
 import torch
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from semnet.core.reassembly import AssembledFrame, Reassembler
-from semnet.core.wire import parse
-from semnet.daemons.config import ReceiverConfig
+from semnet.core.reassembly import (
+    EVICTION_CAPS,
+    MALFORMED_REASONS,
+    AssembledFrame,
+    Reassembler,
+)
+from semnet.core.wire import MAX_COUNT, Datagram, parse
+from semnet.daemons.config import ReceiverConfig, output_folder
 from semnet.daemons.metrics import FrameQuality, LiveCounters, Sample
 from semnet.daemons.net import (
     drain,
@@ -39,9 +45,10 @@ from semnet.daemons.net import (
     udp_drops,
     udp_socket,
 )
-from semnet.daemons.service import control_app, metrics_route, serve_http
+from semnet.daemons.saved import SavedImages
+from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
+from semnet.daemons.throttle import LogThrottle
 from semnet.errors import SemnetError
-from semnet.images import save_png
 from semnet.models import zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, lost_frame, perceptual_available, score
@@ -52,6 +59,7 @@ MAX_REFERENCES = 64
 LOST_GRACE = 1.0  # seconds past the deadline before an announced frame with nothing is lost
 BACKLOG = 4  # frames without a reference waiting for the decoder; nobody waits for their report
 ORPHAN_AFTER = 10.0  # seconds past deadline + grace: a frame nobody asked about is given up
+DROP_REASONS = ("unannounced", "backlog", "undecodable", "decode_error")
 
 
 @dataclass
@@ -91,7 +99,9 @@ class Receiver:
         self.frames_lost = 0
         self.frames_dropped: dict[str, int] = {}  # delivered by the reassembler, not decoded
         self.references_evicted = 0
-        self.registry = CollectorRegistry()
+        self.saved = SavedImages(output_folder(cfg.output), cfg.max_saved_bytes)
+        self.warnings = LogThrottle(log)
+        self.registry = daemon_registry("receiver")
         self.registry.register(LiveCounters(self.samples))
         self.quality = FrameQuality(self.registry)
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="decode")
@@ -122,6 +132,9 @@ class Receiver:
         if ref is not None:
             ref.queued = True
             self.urgent.append(frame)
+        elif not self.cfg.decode_unannounced:
+            self.count_dropped("unannounced")
+            return
         elif len(self.backlog) < BACKLOG:
             self.backlog.append(frame)
         else:
@@ -161,7 +174,7 @@ class Receiver:
             except SemnetError as exc:  # a codec id the zoo lacks, a descriptor it cannot make
                 report = self.undecodable(frame, "undecodable", exc)
             except Exception as exc:  # a bug must not stop the decoding of every later frame
-                log.exception("decoding frame %d of stream %d failed", frame.frame, frame.stream)
+                log.debug("decoding frame %d failed", frame.frame, exc_info=exc)  # the traceback
                 report = self.undecodable(frame, "decode_error", exc)
             ref = self.references.get(key)
             if ref is not None and not ref.report.done():
@@ -177,8 +190,10 @@ class Receiver:
     def undecodable(self, frame: AssembledFrame, reason: str, exc: Exception) -> dict:
         """Count a frame that could not be decoded; the report says why."""
         self.count_dropped(reason)
-        if (frame.stream, frame.frame) in self.references:  # bogus frames log nothing each
-            log.warning("frame %d of stream %d dropped: %s", frame.frame, frame.stream, exc)
+        if (frame.stream, frame.frame) in self.references or reason == "decode_error":
+            self.warnings.warning(
+                reason, "frame %d of stream %d dropped: %s", frame.frame, frame.stream, exc
+            )
         return {
             "stream": frame.stream,
             "frame": frame.frame,
@@ -217,10 +232,7 @@ class Receiver:
         if self.cfg.save_images:
             stem = Path(name).stem
             saved = str(
-                save_png(
-                    decoded.image,
-                    Path(self.cfg.output) / f"{frame.stream}-{frame.frame:06d}-{stem}.png",
-                ).resolve()
+                self.saved.save(decoded.image, f"{frame.stream}-{frame.frame:06d}-{stem}.png")
             )
         codec = zoo.entry_by_id(frame.descriptor.codec_id).name
         latency = time.monotonic() - frame.first_arrival if frame.datagrams else 0.0
@@ -240,6 +252,7 @@ class Receiver:
             "ssim": quality.get("ssim"),
             "lpips": quality.get("lpips"),
             "semantic_agree": quality.get("semantic_agree"),
+            "ms_ssim": quality.get("ms_ssim"),
             "saved": saved,
             "timings": decoded.timings,
         }
@@ -258,19 +271,10 @@ class Receiver:
     # -- side channel ---------------------------------------------------------------------
     async def post_reference(self, request: web.Request) -> web.Response:
         try:
-            msg = msgpack.unpackb(await request.read())
-            key = (int(msg["stream"]), int(msg["frame"]))
-            h, w = int(msg["height"]), int(msg["width"])
-            if h * w > self.cfg.max_pixels:
-                raise ValueError(f"{h}x{w} image > max_pixels")
-            image = np.frombuffer(msg["image"], dtype=np.uint8).reshape(h, w, 3)
-            first = bytes(msg["first_datagram"])
-            dg = parse(first, self.key)
-            if (dg.stream, dg.frame, dg.index) != (*key, 0):
-                raise ValueError("first_datagram is not datagram 0 of this frame")
-            ref = Reference(str(msg["name"]), image, first, int(msg["count"]))
+            ref, dg = self.parse_reference(msgpack.unpackb(await request.read()))
         except (ValueError, KeyError, TypeError, SemnetError, msgpack.UnpackException) as exc:
             raise web.HTTPBadRequest(text=f"bad reference: {exc}") from None
+        key, image = (dg.stream, dg.frame), ref.image
         self.reassembler.announce(dg.stream, dg.frame, dg.seq)
         old = self.references.pop(key, None)
         if old is not None:
@@ -288,6 +292,30 @@ class Receiver:
         delay = self.cfg.deadline + LOST_GRACE + ORPHAN_AFTER
         asyncio.get_running_loop().call_later(delay, self.give_up, key, ref)
         return web.json_response({"ok": True})
+
+    def parse_reference(self, msg: object) -> tuple[Reference, Datagram]:
+        """A /reference body -> (Reference, its first datagram parsed); every field is checked
+        for type and range before it sizes anything."""
+        if not isinstance(msg, dict):
+            raise TypeError("body is not a mapping")
+        stream, frame = whole(msg, "stream", 2**16 - 1), whole(msg, "frame", 2**32 - 1)
+        h, w = whole(msg, "height", self.cfg.max_pixels), whole(msg, "width", self.cfg.max_pixels)
+        count = whole(msg, "count", MAX_COUNT)
+        if h * w > self.cfg.max_pixels or not (h and w and count):
+            raise ValueError(
+                f"a {h}x{w} image in {count} datagrams: need 1..{self.cfg.max_pixels} pixels "
+                "(max_pixels) and a datagram at least"
+            )
+        image, name, first = msg["image"], msg["name"], msg["first_datagram"]
+        if not isinstance(image, bytes) or len(image) != 3 * h * w:
+            raise ValueError(f"image is not {h}x{w}x3 bytes")
+        if not isinstance(name, str) or not isinstance(first, bytes):
+            raise TypeError("name must be a string and first_datagram bytes")
+        dg = parse(first, self.key)
+        if (dg.stream, dg.frame, dg.index) != (stream, frame, 0):
+            raise ValueError("first_datagram is not datagram 0 of this frame")
+        array = np.frombuffer(image, dtype=np.uint8).reshape(h, w, 3)
+        return Reference(name[:200], array, first, count), dg
 
     def give_up(self, key: tuple[int, int], ref: Reference) -> None:
         """Decode from fill alone an announced frame of which nothing arrived (its datagrams were
@@ -327,11 +355,11 @@ class Receiver:
             "Datagrams stored in a frame (received = accepted + duplicate + late + malformed)",
             c.accepted,
         )
-        for reason, n in sorted(c.malformed_by_reason.items()):
+        for reason in known(MALFORMED_REASONS, c.malformed_by_reason):
             yield Sample(
                 "receiver_datagrams_malformed_total",
                 "Malformed datagrams dropped",
-                n,
+                c.malformed_by_reason.get(reason, 0),
                 (("reason", reason),),
             )
         yield Sample(
@@ -354,18 +382,19 @@ class Receiver:
             "Announced frames of which nothing arrived",
             self.frames_lost,
         )
-        for cap, n in sorted(c.evicted_by_reason.items()):
+        for cap in known(EVICTION_CAPS, c.evicted_by_reason):
             yield Sample(
                 "receiver_frames_evicted_total",
                 "Frames cut short by a cap (max_frames, max_bytes, max_stream_frames)",
-                n,
+                c.evicted_by_reason.get(cap, 0),
                 (("reason", cap),),
             )
-        for reason, n in sorted(self.frames_dropped.items()):
+        for reason in known(DROP_REASONS, self.frames_dropped):
             yield Sample(
                 "receiver_frames_dropped_total",
-                "Frames not decoded: decoder backlog full, or descriptor not decodable",
-                n,
+                "Frames not decoded: nobody announced them, decoder backlog full, descriptor "
+                "not decodable, or decoding failed",
+                self.frames_dropped.get(reason, 0),
                 (("reason", reason),),
             )
         yield Sample(
@@ -394,6 +423,19 @@ class Receiver:
         )
 
 
+def known(reasons: tuple[str, ...], seen: dict[str, int]) -> list[str]:
+    """Every reason a counter can have, exported from zero, plus any met that is not listed."""
+    return [*reasons, *sorted(set(seen) - set(reasons))]
+
+
+def whole(msg: dict, key: str, most: int) -> int:
+    """``msg[key]`` as an int in 0..most (not a float, not a bool, not huge)."""
+    value = msg[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise ValueError(f"{key} must be an integer in 0..{most}")
+    return value
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -415,10 +457,11 @@ async def serve(cfg: ReceiverConfig, stop: asyncio.Event) -> None:
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
     worker = asyncio.create_task(rx.decode_forever())
     log.info(
-        "receiver: datagrams on %s, http on %s, fill %s",
+        "receiver: datagrams on %s, http on %s, fill %s, images to %s",
         format_address(sock.getsockname()),
         cfg.http,
         cfg.fill,
+        rx.saved.folder if cfg.save_images else "(not saved)",
     )
     try:
         await stop.wait()

@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
-from prometheus_client import CollectorRegistry
 
 from semnet.core.auth import HEADER, sign_request
 from semnet.core.partition import parse_spec
 from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import parse_address, udp_socket
-from semnet.daemons.service import control_app, metrics_route, serve_http
+from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
 from semnet.errors import ConfigError, ModelError
+from semnet.images import to_rgb
 from semnet.models import classifier, zoo
 from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
 from semnet.pipeline.tensors import pick_device
@@ -78,15 +78,19 @@ class Sender:
             first_seq,
             self.key,
         )
-        self.sock = udp_socket(
-            family=socket.AF_INET6 if ":" in parse_address(cfg.data_to)[0] else socket.AF_INET
-        )
-        self.sock.connect(parse_address(cfg.data_to, "data_to"))
+        data_to = parse_address(cfg.data_to, "data_to")
+        self.sock = udp_socket(family=socket.AF_INET6 if ":" in data_to[0] else socket.AF_INET)
+        try:
+            self.sock.connect(data_to)
+        except OSError as exc:  # an unknown host, an unreachable network
+            self.sock.close()
+            why = exc.strerror or str(exc)
+            raise ConfigError(f"data_to: cannot send to {cfg.data_to} ({why})") from None
         self.receiver = f"http://{cfg.receiver_http}"
         self.lock = asyncio.Lock()  # one frame on the wire at a time: pacing stays honest
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="encode")
         self.sent = self.bytes_sent = self.frames = self.send_errors = self.report_errors = 0
-        self.registry = CollectorRegistry()
+        self.registry = daemon_registry("sender")
         self.registry.register(LiveCounters(self.samples))
         self.session: aiohttp.ClientSession | None = None
 
@@ -96,7 +100,7 @@ class Sender:
         family for this frame."""
         try:
             msg = msgpack.unpackb(await request.read())
-            name = str(msg["name"])
+            name = str(msg["name"])[:200]
             codec = self.pick_codec(msg.get("quality"), msg.get("bpp"))
             with Image.open(io.BytesIO(msg["image"])) as im:
                 if im.width * im.height > self.cfg.max_pixels:  # before decoding it
@@ -104,7 +108,7 @@ class Sender:
                         f"a {im.width}x{im.height} image has more pixels than the sender's "
                         f"max_pixels ({self.cfg.max_pixels}, a sender config key)"
                     )
-                image = np.asarray(im.convert("RGB"))
+                image = to_rgb(im)
         except UnidentifiedImageError:
             raise web.HTTPBadRequest(
                 text="bad send request: not an image file Pillow can read"
@@ -254,7 +258,8 @@ async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
     tx.session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30), connector=aiohttp.TCPConnector(force_close=True)
     )
-    app = control_app(tx.key, tx.registry, client_max_size=256 * 2**20)
+    # An image file of max_pixels: 8 bytes a pixel covers 16-bit RGBA PNG, stored uncompressed.
+    app = control_app(tx.key, tx.registry, client_max_size=8 * cfg.max_pixels + 2**20)
     app.add_routes([metrics_route(tx.registry), web.post("/send", tx.post_send)])
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
     log.info(

@@ -2,57 +2,104 @@
 
 import asyncio
 import logging
+import platform
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import partial
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
-from semnet.core.auth import HEADER, RequestVerifier
+import semnet
+from semnet.core.auth import HEADER, REQUEST_REFUSALS, RequestVerifier
 from semnet.daemons.metrics import LiveCounters, Sample
-from semnet.daemons.net import new_event_loop
+from semnet.daemons.net import bind_error, new_event_loop
+from semnet.daemons.throttle import LogThrottle
 
 log = logging.getLogger("semnet")
-OPEN_PATHS = frozenset({"/metrics"})  # Prometheus cannot sign; metrics are read-only
+# Prometheus and liveness probes cannot sign; these answers are read-only
+OPEN_PATHS = frozenset({"/metrics", "/health", "/version"})
 
 
-def control_app(key: bytes | None, registry: CollectorRegistry, **kwargs: Any) -> web.Application:
-    """The daemon's HTTP app; with a key, every route but /metrics needs a signed request and
-    refusals are exported as ``semnet_http_auth_rejected_total{reason}``."""
-    if key is None:
-        return web.Application(**kwargs)
-    verifier = RequestVerifier(key)
+def daemon_registry(daemon: str) -> CollectorRegistry:
+    """A daemon's metrics registry: its own counters join the process's (CPU seconds, memory,
+    open files) and ``semnet_build_info``, so a dashboard can tell a restart or an upgrade."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    Info("semnet_build", "The semnet build this daemon runs", registry=registry).info(
+        {"version": semnet.__version__, "python": platform.python_version(), "daemon": daemon}
+    )
+    return registry
 
+
+def control_app(
+    key: bytes | None, registry: CollectorRegistry, *, client_max_size: int = 2**20
+) -> web.Application:
+    """The daemon's HTTP app. A body longer than ``client_max_size`` is refused with 413 from
+    its Content-Length, unread. With a key, every route but the open ones needs a signed
+    request; the header is judged before the body is read, and refusals are exported as
+    ``semnet_http_auth_rejected_total{reason}``."""
+    middlewares = [bounded_body(client_max_size)]
+    if key is not None:
+        verifier = RequestVerifier(key)
+        middlewares.append(authenticate(verifier))
+        registry.register(LiveCounters(partial(auth_samples, verifier)))
+    return web.Application(middlewares=middlewares, client_max_size=client_max_size)
+
+
+def bounded_body(limit: int):
     @web.middleware
-    async def authenticate(request: web.Request, handler):
-        if request.path not in OPEN_PATHS:
-            body = await request.read()  # aiohttp keeps it for the handler
-            header = request.headers.get(HEADER)
-            reason = verifier.verify(header, request.method, request.raw_path, body, time.time())
-            if reason:
-                log.warning(
-                    "refused %s %s from %s: %s",
-                    request.method,
-                    request.path,
-                    request.remote,
-                    reason,
-                )
-                raise web.HTTPUnauthorized(text=f"authentication failed: {reason}")
+    async def middleware(request: web.Request, handler):
+        length = request.content_length
+        if length is not None and length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
         return await handler(request)
 
-    def samples():
-        for reason, n in sorted(verifier.rejected.items()):
-            yield Sample(
-                "http_auth_rejected_total",
-                "Control requests refused by authentication",
-                n,
-                (("reason", reason),),
-            )
+    return middleware
 
-    registry.register(LiveCounters(samples))
-    return web.Application(middlewares=[authenticate], **kwargs)
+
+def authenticate(verifier: RequestVerifier):
+    warnings = LogThrottle(log)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        header, now = request.headers.get(HEADER), time.time()
+        reason = verifier.verify_head(header, now)
+        if not reason:
+            body = await request.read()  # bounded by client_max_size; aiohttp keeps it
+            reason = verifier.verify(header, request.method, request.raw_path, body, now)
+        if reason:
+            warnings.warning(
+                reason,
+                "refused %s %s from %s: %s",
+                request.method,
+                request.path,
+                request.remote,
+                reason,
+            )
+            raise web.HTTPUnauthorized(text=f"authentication failed: {reason}")
+        return await handler(request)
+
+    return middleware
+
+
+def auth_samples(verifier: RequestVerifier):
+    for reason in REQUEST_REFUSALS:
+        yield Sample(
+            "http_auth_rejected_total",
+            "Control requests refused by authentication",
+            verifier.rejected.get(reason, 0),
+            (("reason", reason),),
+        )
 
 
 def metrics_route(registry: CollectorRegistry) -> web.RouteDef:
@@ -63,10 +110,17 @@ def metrics_route(registry: CollectorRegistry) -> web.RouteDef:
     return web.get("/metrics", metrics)
 
 
-async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve_http(
+    app: web.Application, host: str, port: int, key: str = "http"
+) -> web.AppRunner:
+    """Serve ``app``; an address that cannot be bound is a ConfigError naming ``key``."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise bind_error(key, host, port, exc) from None
     return runner
 
 

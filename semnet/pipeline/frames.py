@@ -12,12 +12,12 @@ from semnet.core import coded, packetize, quant
 from semnet.core.entropy import EntropyTables
 from semnet.core.partition import parse_spec, spec_name
 from semnet.core.reassembly import AssembledFrame
-from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, QuantKind
+from semnet.core.wire import Datagram, FrameDescriptor, PartitionSpec, QuantKind, QuantSpec
 from semnet.errors import ConfigError
 from semnet.models import classifier, lpips
 from semnet.models.codec import Codec
 from semnet.models.fill import Fill
-from semnet.models.metrics import psnr, ssim
+from semnet.models.metrics import ms_ssim, psnr, ssim
 from semnet.pipeline.tensors import to_image, to_tensor
 
 U32 = 2**32
@@ -103,23 +103,28 @@ class FrameEncoder:
                     f"{defaults.bits}-bit quantizer; leave quant and bits unset"
                 )
         self.codec, self.codec_id, self.tables = codec, codec_id, tables
+        self.quant_spec(np.array([-1.0, 1.0], np.float32))  # fails now, not per frame
 
-    def encode(self, image: np.ndarray) -> SentFrame:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            y = self.codec.encode(to_tensor(image, self.device))[0].float().cpu().numpy()
-        t1 = time.perf_counter()
+    def quant_spec(self, y: np.ndarray) -> QuantSpec:
+        """The quantizer for latent ``y``: the path's kind and bits, else the codec's."""
         defaults = self.codec.quant
         kind = QuantKind[(self.path.quant_kind or defaults.kind).upper()]
         bits = self.path.bits or defaults.bits
         fixed = kind is QuantKind.UNIFORM
-        spec = quant.fit(
+        return quant.fit(
             kind,
             bits,
             y=None if fixed else y,
             lo=defaults.lo if fixed else None,
             hi=defaults.hi if fixed else None,
         )
+
+    def encode(self, image: np.ndarray) -> SentFrame:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            y = self.codec.encode(to_tensor(image, self.device))[0].float().cpu().numpy()
+        t1 = time.perf_counter()
+        spec = self.quant_spec(y)
         frame = self.next_frame
         desc = FrameDescriptor(
             codec_id=self.codec_id,
@@ -254,12 +259,12 @@ PERCEPTUAL_MIN_SIDE = 32
 
 
 def score(image: np.ndarray, reference: np.ndarray, perceptual: bool = False) -> dict:
-    """PSNR (dB) and SSIM of a reconstruction against its reference, both uint8 H x W x 3;
-    with ``perceptual`` also LPIPS-AlexNet and semantic agreement (the classifier's top-1 label
-    on both is the same), None where their weights are not installed or the image is smaller
-    than PERCEPTUAL_MIN_SIDE."""
+    """PSNR (dB), SSIM and MS-SSIM (None under MS_SSIM_MIN_SIDE) of a reconstruction against
+    its reference, both uint8 H x W x 3; with ``perceptual`` also LPIPS-AlexNet and semantic
+    agreement (the classifier's top-1 label on both is the same), None where their weights are
+    not installed or the image is smaller than PERCEPTUAL_MIN_SIDE."""
     a, b = to_tensor(image, torch.device("cpu")), to_tensor(reference, torch.device("cpu"))
-    quality: dict = {"psnr_db": psnr(a, b), "ssim": ssim(a, b)}
+    quality: dict = {"psnr_db": psnr(a, b), "ssim": ssim(a, b), "ms_ssim": ms_ssim(a, b)}
     if perceptual and min(image.shape[:2]) < PERCEPTUAL_MIN_SIDE:
         quality["lpips"] = quality["semantic_agree"] = None
     elif perceptual:

@@ -3,12 +3,25 @@
 import numpy as np
 import torch
 
+from semnet.errors import ConfigError
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """ "auto" is CUDA when present, else CPU; nothing needs a GPU."""
+    """ "auto" is CUDA when present, else CPU; nothing needs a GPU. A device asked for by name
+    must exist now: a daemon refuses to start rather than fail every frame later."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: {name[:40]!r} is not a torch device") from None
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ConfigError(f"device: {name} is not available here (torch sees no such GPU)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: mps is not available here")
+    return device
 
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
