@@ -1,5 +1,6 @@
 """Talking to running daemons over their HTTP ports (for `semnet send`, `ctl`, the testbed)."""
 
+import contextlib
 import io
 import json
 import time
@@ -37,11 +38,20 @@ def request(
             data = r.read()
             kind = r.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
-        raise SemnetError(f"{url}: {exc.code} {exc.read().decode(errors='replace')}") from None
+        raise SemnetError(f"{url}: {exc.code} {error_text(exc)}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SemnetError(f"{url}: daemon unreachable ({reason})") from None
     return json.loads(data) if kind.startswith("application/json") else data.decode()
+
+
+def error_text(exc: urllib.error.HTTPError) -> str:
+    """The reason in an error answer: a JSON ``{"error": ...}`` body's, or the body's text."""
+    text = exc.read().decode(errors="replace")
+    if exc.headers.get("Content-Type", "").startswith("application/json"):
+        with contextlib.suppress(ValueError, LookupError, TypeError):
+            return str(json.loads(text)["error"])
+    return text
 
 
 def png_bytes(image: np.ndarray) -> bytes:

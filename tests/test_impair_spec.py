@@ -20,7 +20,14 @@ from semnet.core.impair import (
     parse_spec,
     spec_from_mapping,
 )
-from semnet.core.impair.units import parse_percent, parse_rate, parse_size, parse_time
+from semnet.core.impair.mapping import patch_spec
+from semnet.core.impair.units import (
+    MAX_TIME_NS,
+    parse_percent,
+    parse_rate,
+    parse_size,
+    parse_time,
+)
 from semnet.errors import ConfigError
 
 MS = 1_000_000
@@ -123,6 +130,23 @@ def test_optional_arguments_need_a_leading_digit() -> None:
         ("slot distribution normal 1ms 0ms", "slot jitter: '0ms' is not positive"),
         ("slot 1ms packets many", "slot packets: 'many'"),
         ("limit lots", "limit: 'lots'"),
+        ("limit 0", "limit: 0 is not in 1..4294967295"),
+        ("limit 1e400", "limit: '1e400' is too large"),
+        ("limit 5g", "limit: '5g' is above 4294967295"),
+        ("delay 1e400s", "delay: '1e400s' is too large"),
+        ("delay 1e290s", "delay: '1e290s' is above 3600s"),
+        ("delay 3601s", "delay: '3601s' is above 3600s"),
+        ("delay 10ms 1e400s", "delay jitter: '1e400s' is too large"),
+        ("delay 10ms 2e9ms", "delay jitter: '2e9ms' is above 3600s"),
+        ("rate 1e400bit", "rate: '1e400bit' is too large"),
+        ("rate 1e300tbit", "rate: '1e300tbit' is above netem's 2**64-1 bytes/s"),
+        ("slot 1e400s", "slot min_delay: '1e400s' is too large"),
+        ("slot 1ms 1e290s", "slot max_delay: '1e290s' is above 3600s"),
+        ("slot distribution normal 1e400s 1ms", "slot delay: '1e400s' is too large"),
+        ("slot 1ms bytes 1e400", "slot bytes: '1e400' is too large"),
+        ("loss burst 5% 1e400", "loss burst length: '1e400' is too large"),
+        ("link awgn snr 1e400dB", "link snr: '1e400dB' is too large"),
+        ("link awgn snr 10dB coderate 1e400", "link coderate: '1e400' is too large"),
         ("seed -3", "seed: '-3'"),
         ("ecn loss 1%", "ecn"),
         ("jitter 5ms", "unknown option 'jitter'"),
@@ -205,6 +229,15 @@ def test_mapping_matches_the_string_form() -> None:
         ({"slot": {"min": "1ms", "packets": -1}}, "slot.packets"),
         ({"duplicate": 5}, "duplicate: expected a mapping or a netem string"),
         ({"limit": [1]}, "limit: [1]"),
+        ({"limit": 0}, "limit: 0 is not in 1.."),
+        ({"limit": float("inf")}, "limit: 'inf'"),
+        ({"delay": {"time": "1e400s"}}, "delay.time: '1e400s' is too large"),
+        ({"delay": {"time": 1e300}}, "delay.time: '1e+300' is above 3600s"),
+        ({"delay": {"time": "10ms", "jitter": "2h"}}, "delay.jitter: '2h'"),
+        ({"delay": "1e290s"}, "delay: '1e290s' is above 3600s"),
+        ({"rate": {"rate": "1e400bit"}}, "rate.rate: '1e400bit' is too large"),
+        ({"slot": {"min": "1e400s"}}, "slot.min: '1e400s' is too large"),
+        ({"slot": {"min": "1ms", "bytes": "1e400"}}, "slot.bytes: '1e400' is too large"),
     ],
 )
 def test_mapping_errors_name_the_key(data: dict, named: str) -> None:
@@ -259,7 +292,7 @@ def specs(draw: st.DrawFn) -> ImpairSpec:
     )
     no_delay = reorder is None and not inorder and draw(st.booleans())
     return ImpairSpec(
-        limit=draw(st.integers(0, 10**6)),
+        limit=draw(st.integers(1, 10**6)),
         delay=None
         if no_delay
         else Delay(
@@ -292,3 +325,61 @@ def specs(draw: st.DrawFn) -> ImpairSpec:
 @given(specs())
 def test_format_then_parse_is_identity(spec: ImpairSpec) -> None:
     assert parse_spec(format_spec(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        lambda: Delay(MAX_TIME_NS + 1),
+        lambda: Delay(MS, MAX_TIME_NS + 1),
+        lambda: Slot(min_ns=0, max_ns=MAX_TIME_NS + 1),
+        lambda: Rate(2**64),
+        lambda: ImpairSpec(limit=0),
+    ],
+)
+def test_specs_built_directly_are_range_checked_too(spec) -> None:
+    with pytest.raises(ConfigError):
+        spec()
+
+
+def test_the_longest_times_are_accepted() -> None:
+    spec = parse_spec("delay 3600s 3600s slot 3600s 3600s limit 4294967295")
+    assert spec.delay == Delay(MAX_TIME_NS, MAX_TIME_NS) and spec.limit == 2**32 - 1
+    assert parse_spec(format_spec(spec)) == spec
+
+
+BASE = parse_spec("limit 50 delay 10ms 5ms distribution normal loss random 5% seed 3")
+
+
+@pytest.mark.parametrize(
+    "patch, expected",
+    [
+        ("loss gemodel 1%", "limit 50 delay 10ms 5ms distribution normal loss gemodel 1%"),
+        ({"loss": None, "limit": None}, "delay 10ms 5ms distribution normal"),
+        ({"delay": {"time": "20ms"}}, "limit 50 delay 20ms loss 5%"),  # delay's options go too
+        ("distribution pareto", "limit 50 delay 10ms 5ms distribution pareto loss 5%"),
+        (
+            "reorder 5% gap 2",
+            "limit 50 delay 10ms 5ms distribution normal loss 5% reorder 5% gap 2",
+        ),
+        ("seed 9", "limit 50 delay 10ms 5ms distribution normal loss 5% seed 9"),
+        ("", "limit 50 delay 10ms 5ms distribution normal loss 5%"),  # seed is not kept
+    ],
+)
+def test_a_patch_replaces_only_the_options_it_names(patch, expected) -> None:
+    assert patch_spec(BASE, patch) == parse_spec(expected)
+
+
+@pytest.mark.parametrize(
+    "patch, named",
+    [
+        ({"delay": None}, "reorder"),  # the whole result is checked: reorder needs a delay
+        ({"jitter": "1ms"}, "unknown key 'jitter'"),
+        ("loss 130%", "'130%'"),
+        ("delay 1e400s", "'1e400s' is too large"),
+    ],
+)
+def test_a_patch_that_breaks_the_spec_is_refused(patch, named) -> None:
+    base = parse_spec("delay 10ms reorder 5%")
+    with pytest.raises(ConfigError, match=named):
+        patch_spec(base, patch)

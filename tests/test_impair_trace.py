@@ -101,6 +101,11 @@ def test_replay_wraps_a_recorded_bit_into_a_shorter_datagram() -> None:
         (["0 pass 1.0 colour=red"], "unexpected field 'colour=red'"),
         (["2"], "trace line 1: expected '0' or '1'"),
         (["0 soon"], "trace line 1 delay: 'soon'"),
+        (["0 1e400"], "trace line 1 delay: '1e400' is too large"),
+        (["0 5000000"], "trace line 1 delay: '5000000' ms is above 3600s"),
+        (["0 1e400s"], "trace line 1 delay: '1e400s' is too large"),
+        (["0 pass 1e300"], "trace line 1 delay: '1e300' ms is above 3600s"),
+        (["0 pass+duplicate 1.0 dup=1e400"], "trace line 1 dup: '1e400' is too large"),
     ],
 )
 def test_bad_traces_name_the_line(lines: list[str], named: str) -> None:
@@ -112,3 +117,17 @@ def test_bad_traces_name_the_line(lines: list[str], named: str) -> None:
 def test_empty_trace_is_refused() -> None:
     with pytest.raises(ConfigError, match="no records"):
         ReplayImpairment(parse_trace(["# nothing"]))
+
+
+def test_replay_holds_at_most_limit_copies() -> None:
+    replay = ReplayImpairment(parse_trace(["0 1000s"]), limit=5)
+    out = [replay.process(b"d", 1.0 + i) for i in range(8)]
+    assert [len(e) for e in out] == [1] * 5 + [0] * 3
+    assert replay.last_fate.action == "drop:limit"
+    assert replay.queue_depth(9.0) == 5 and replay.counters.dropped_by_reason["limit"] == 3
+
+
+def test_a_replay_has_no_link_stage() -> None:
+    replay = ReplayImpairment(parse_trace(["0"]))
+    replay.feed_frame([b"x"])  # as Impairment without a link: nothing to queue
+    assert replay.link is None and len(replay.process(b"x", 0.0)) == 1

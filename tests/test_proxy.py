@@ -167,7 +167,12 @@ def test_proxy_starts_with_tc_netem_examples(tmp_path, spec):
 
 @pytest.mark.parametrize(
     ("spec", "token"),
-    [("loss gemodel 1% 130%", "'130%'"), ("delay 10ms jitterish", "'jitterish'")],
+    [
+        ("loss gemodel 1% 130%", "'130%'"),
+        ("delay 10ms jitterish", "'jitterish'"),
+        ("delay 1e400s", "'1e400s' is too large"),  # was an OverflowError traceback
+        ("limit 0", "limit: 0"),
+    ],
 )
 def test_proxy_refuses_a_bad_spec_naming_the_token(spec, token):
     result = semnet("proxy", "--impair", spec)
@@ -230,6 +235,7 @@ def test_ctl_changes_the_impairment_at_run_time(tmp_path):
         bad = proxy.ctl("set", "loss random 130%")
         assert bad.returncode == 2
         assert len(bad.stderr.strip().splitlines()) == 1 and "'130%'" in bad.stderr
+        assert '"error"' not in bad.stderr  # the reason, not the JSON answer around it
         shown = json.loads(proxy.ctl("show", "--json").stdout)
         assert shown["forward"]["spec"] == "loss random 100%"
 
@@ -264,21 +270,20 @@ def test_reverse_direction_is_impaired_separately(tmp_path):
         assert metric(text, "semnet_proxy_datagrams_in_total", direction="reverse") == 60
         dropped = metric(text, "semnet_proxy_datagrams_dropped_total", direction="reverse")
         assert dropped == 30
-        assert metric(text, "semnet_proxy_loss_ratio", direction="reverse") == 0.5
 
 
 # -- metrics ----------------------------------------------------------------------------------
 
 
-def test_metrics_show_histograms_and_loss_ratio(tmp_path):
+def test_metrics_show_histograms_and_counters_not_ratios(tmp_path):
     with ProxyProcess(tmp_path, "--impair", "delay 2ms loss gemodel 10% 50%") as proxy:
         text = proxy.send(0, 500)
     fwd = {"direction": "forward"}
     arrived = metric(text, "semnet_proxy_datagrams_in_total", **fwd)
     out = metric(text, "semnet_proxy_datagrams_out_total", **fwd)
     lost = metric(text, "semnet_proxy_datagrams_dropped_total", reason="loss", **fwd)
-    assert metric(text, "semnet_proxy_loss_ratio", **fwd) == pytest.approx(lost / arrived)
-    assert 0 < lost < arrived
+    assert "ratio" not in text  # a lifetime ratio hides a change: PromQL divides the rates
+    assert 0 < lost < arrived and out == arrived - lost
     bursts = metric(text, "semnet_proxy_loss_burst_datagrams_count", **fwd)
     assert 0 < bursts <= lost
     assert metric(text, "semnet_proxy_loss_burst_datagrams_sum", **fwd) <= lost

@@ -64,14 +64,20 @@ def show(proxy: str, auth_key_file: str | None, as_json: bool) -> None:
 @proxy_group.command("set")
 @click.argument("spec")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="forward", show_default=True)
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="change only the options SPEC names, keep the others (PATCH instead of PUT)",
+)
 @proxy_options
 def set_spec(
-    spec: str, direction: str, proxy: str, auth_key_file: str | None, as_json: bool
+    spec: str, direction: str, merge: bool, proxy: str, auth_key_file: str | None, as_json: bool
 ) -> None:
-    """Impair one direction with SPEC (netem syntax; "" for none). `seed N` in SPEC restarts
-    the model from that seed; without it the random stream carries on, as `tc qdisc change`.
-    An invalid SPEC changes nothing (exit code 2)."""
-    echo(call(proxy, auth_key_file, "/impairment", {direction: spec}, "PUT"), as_json)
+    """Impair one direction with exactly SPEC (netem syntax; "" for none). `seed N` in SPEC
+    restarts the model from that seed; without it the random stream carries on, as
+    `tc qdisc change`. An invalid SPEC changes nothing (exit code 2)."""
+    method = "PATCH" if merge else "PUT"
+    echo(call(proxy, auth_key_file, "/impairment", {direction: spec}, method), as_json)
 
 
 @proxy_group.command()

@@ -4,7 +4,7 @@ Datagrams from any peer but ``forward`` go through the forward (data) impairment
 ``forward``; datagrams from ``forward`` go through the reverse (feedback) impairment back to
 the last peer. Each datagram's fate is decided on arrival by the pure-core model; delayed ones
 wait in one timer heap. The forward direction can record its fates to a trace or replay one.
-The impairment can be shown and changed while running over HTTP.
+The impairment can be shown and changed while running over HTTP (JSON in and out, errors too).
 
 Hot-path tallies (loss bursts, added delay) are plain ints read by the collector at scrape
 time, as the core's counters are: no Prometheus call per datagram.
@@ -26,27 +26,29 @@ from time import monotonic
 from typing import TextIO
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+import semnet
 from semnet.core.impair import (
     Emission,
     Fate,
     FateRecorder,
     Impairment,
+    ImpairModel,
     ImpairSpec,
     ReplayImpairment,
     format_spec,
     load_trace,
     parse_spec,
+    patch_spec,
     spec_from_mapping,
 )
 from semnet.core.wire import ends_frame
 from semnet.daemons.config import ProxyConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import drain, format_address, parse_address, udp_socket
-from semnet.daemons.service import control_app, metrics_route, serve_http
+from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
 from semnet.errors import ConfigError
 
 log = logging.getLogger("semnet.proxy")
@@ -56,16 +58,20 @@ REVERSE_SEED_MASK = 0x5EED  # the reverse stream differs from the forward one, s
 BURST_EDGES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 SLOT_WAIT = 0.05  # seconds a link slot waits at most for more datagrams (16 arrive in ~1 ms)
 DELAY_EDGES = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+MAX_BODY = 64 * 1024  # bytes of a control request: a spec is a few hundred
 
-Model = Impairment | ReplayImpairment
 
-
-def spec_of(value: str | dict, key: str) -> ImpairSpec:
-    """A netem string or a YAML mapping -> ImpairSpec; errors name ``key`` and the bad token."""
+def spec_of(value: str | dict, key: str, base: ImpairSpec | None = None) -> ImpairSpec:
+    """A netem string or a YAML mapping -> ImpairSpec, merged into ``base`` when given (PATCH);
+    errors name ``key`` and the bad token."""
     try:
+        if base is not None:
+            return patch_spec(base, value)
         return spec_from_mapping(value) if isinstance(value, dict) else parse_spec(value)
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+    except RecursionError:  # a value nested too deeply to print in an error
+        raise ConfigError(f"{key}: nested too deeply") from None
 
 
 def fresh(spec: ImpairSpec, seed: int) -> Impairment:
@@ -83,11 +89,12 @@ class Direction:
     """
 
     seed: int  # for specs without their own seed
-    configured: Callable[[], Model]  # what reset restores, from its start
+    configured: Callable[[], ImpairModel]  # what reset restores, from its start
     replay: str | None = None
     recorder: FateRecorder | None = None
     changes: int = 0
-    model: Model = field(init=False)
+    model: ImpairModel = field(init=False)
+    pending: int = 0  # copies of this direction in the proxy's timer heap
     loss_seen: int = 0  # drop:loss count at the last drop: tells loss from limit drops
     run: int = 0  # the loss burst in progress
     bursts: list[int] = field(default_factory=lambda: [0] * (len(BURST_EDGES) + 1))
@@ -98,9 +105,10 @@ class Direction:
     def __post_init__(self) -> None:
         self.model = self.configured()
 
-    def swap(self, model: Model) -> None:
-        """Replace the model; counters carry over so the exported totals never go back."""
-        model.counters = self.model.counters
+    def swap(self, model: ImpairModel) -> None:
+        """Replace the model; counters carry over so the exported totals never go back, and the
+        held queue too, so copies still in flight count against the new model's limit."""
+        model.counters, model.held = self.model.counters, self.model.held
         self.model = model
 
     def set(self, spec: ImpairSpec) -> None:
@@ -145,18 +153,23 @@ class Direction:
         }
 
 
-def specs_from_body(text: str) -> dict[str, ImpairSpec]:
-    """A PUT /impairment body -> {direction: spec}; every spec is checked before any applies."""
+def read_body(data: bytes | str) -> dict[str, str | dict]:
+    """A PUT or PATCH /impairment body -> {direction: netem string or mapping}."""
     try:
-        body = json.loads(text)
-    except ValueError as exc:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise ConfigError(f"body is not JSON ({exc})") from None
     if not isinstance(body, dict) or not body or set(body) - set(DIRECTIONS):
         raise ConfigError(f"body must map some of {DIRECTIONS} to specs")
     for name, value in body.items():
         if not isinstance(value, str | dict):
             raise ConfigError(f"{name}: expected a netem string or a mapping")
-    return {name: spec_of(value, name) for name, value in body.items()}
+    return body
+
+
+def specs_from_body(data: bytes | str) -> dict[str, ImpairSpec]:
+    """A PUT /impairment body -> {direction: spec}; every spec is checked before any applies."""
+    return {name: spec_of(value, name) for name, value in read_body(data).items()}
 
 
 def resolve(text: str, key: str, listen: str) -> tuple[str, int]:
@@ -178,7 +191,7 @@ class Proxy:
         self.forward_addr = resolve(cfg.forward, "forward", cfg.listen)
         forward, reverse = spec_of(cfg.impair, "impair"), spec_of(cfg.reverse, "reverse")
         if cfg.replay:
-            configured = partial(ReplayImpairment, read_trace(cfg.replay))
+            configured = partial(ReplayImpairment, read_trace(cfg.replay), limit=forward.limit)
         else:
             configured = partial(fresh, forward, cfg.seed)
         reverse_seed = cfg.seed ^ REVERSE_SEED_MASK
@@ -193,7 +206,7 @@ class Proxy:
         self.sock: socket.socket | None = None
         self.slot: list[bytes] = []  # forward datagrams gathered for the link's next slot
         self.slot_timer: asyncio.TimerHandle | None = None
-        self.registry = CollectorRegistry()
+        self.registry = daemon_registry("proxy")
         self.registry.register(LiveCounters(self.samples))
         self.registry.register(Histograms(self))
 
@@ -205,7 +218,7 @@ class Proxy:
         else:
             self.client = addr
             d, dest = self.forward, self.forward_addr
-            link = getattr(d.model, "link", None)
+            link = d.model.link
             if link is not None:
                 self.gather(data, link.subcarriers)
                 return
@@ -229,8 +242,7 @@ class Proxy:
         slot, self.slot = self.slot, []
         if not slot:
             return
-        if getattr(self.forward.model, "link", None) is not None:  # not changed meanwhile
-            self.forward.model.feed_frame(slot)
+        self.forward.model.feed_frame(slot)  # a model without a link (changed meanwhile) ignores it
         for data in slot:
             self.pass_on(self.forward, self.forward_addr, data)
 
@@ -259,7 +271,8 @@ class Proxy:
         delay = e.release_at - now
         d.delays[bisect_left(DELAY_EDGES, delay)] += 1
         d.delay_sum += delay
-        heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest))
+        d.pending += 1
+        heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest, d))
         if self.timer is None or e.release_at < self.due:
             self.arm()
 
@@ -281,7 +294,8 @@ class Proxy:
         self.timer = None
         now = monotonic()
         while self.heap and self.heap[0][0] <= now:
-            _, _, data, dest = heapq.heappop(self.heap)
+            _, _, data, dest, d = heapq.heappop(self.heap)
+            d.pending -= 1
             self.send(data, dest)
         if self.heap:
             self.arm()
@@ -294,12 +308,23 @@ class Proxy:
         return web.json_response(self.show())
 
     async def put_impairment(self, request: web.Request) -> web.Response:
-        """PUT /impairment {"forward": "<netem spec>", "reverse": ...}: applies from the next
-        datagram; an invalid spec changes nothing and answers 400 naming the bad token."""
-        try:
-            specs = specs_from_body(await request.text())
-        except ConfigError as exc:
-            raise web.HTTPBadRequest(text=str(exc)) from None
+        """PUT /impairment {"forward": "<netem spec>", "reverse": ...}: each direction named gets
+        exactly that spec, from the next datagram; an invalid spec changes nothing and answers
+        400 naming the bad token (json_errors)."""
+        return self.apply(specs_from_body(await request.read()))
+
+    async def patch_impairment(self, request: web.Request) -> web.Response:
+        """PATCH /impairment: like PUT, but each spec only replaces the options it names."""
+        body = read_body(await request.read())
+        return self.apply({name: self.patched(name, value) for name, value in body.items()})
+
+    def patched(self, name: str, value: str | dict) -> ImpairSpec:
+        model = self.dirs[name].model
+        if not isinstance(model, Impairment):
+            raise ConfigError(f"{name}: a replay has no spec to patch; PUT a whole one")
+        return spec_of(value, name, model.spec)
+
+    def apply(self, specs: dict[str, ImpairSpec]) -> web.Response:
         for name, spec in specs.items():
             self.dirs[name].set(spec)
             log.info("%s impairment set to %r", name, format_spec(spec))
@@ -312,7 +337,6 @@ class Proxy:
         return web.json_response(self.show())
 
     def samples(self):
-        now = monotonic()
         for name, d in self.dirs.items():
             c, lab = d.model.counters, (("direction", name),)
             yield Sample("proxy_datagrams_in_total", "Datagrams into the proxy", c.received, lab)
@@ -338,16 +362,9 @@ class Proxy:
                 "proxy_impairment_changes_total", "Run-time impairment changes", d.changes, lab
             )
             yield Sample(
-                "proxy_loss_ratio",
-                "Realised loss: datagrams dropped / datagrams in",
-                c.dropped / c.received if c.received else 0.0,
-                lab,
-                kind="gauge",
-            )
-            yield Sample(
                 "proxy_queue_datagrams",
-                "Copies the model holds for delay, rate or slot (netem's qlen, bounded by limit)",
-                d.model.queue_depth(now),
+                "Copies held for delay, rate or slot (netem's qlen, bounded by limit)",
+                d.pending,
                 lab,
                 kind="gauge",
             )
@@ -386,7 +403,7 @@ class Histograms(Collector):
             counts = list(d.delays)
             counts[0] += d.model.counters.emitted - sum(counts)  # copies sent at once
             delays.add_metric([name], cumulative(DELAY_EDGES, counts), d.delay_sum)
-            link = getattr(d.model, "link", None)
+            link = d.model.link
             if link is not None:
                 from semnet.core.wireless import SNR_EDGES_DB  # numpy only with a link
 
@@ -395,6 +412,37 @@ class Histograms(Collector):
         yield bursts
         yield delays
         yield snr
+
+
+def error_response(status: int, message: str, headers=None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error answers ``{"error": "...", "status": N}``, aiohttp's own (404, 405, 413, the
+    authentication's 401) included; a ConfigError is the caller's mistake: 400."""
+    try:
+        return await handler(request)
+    except ConfigError as exc:
+        return error_response(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = (exc.text or exc.reason).removeprefix(f"{exc.status}: ")
+        kept = {k: v for k, v in exc.headers.items() if k not in ("Content-Type", "Content-Length")}
+        return error_response(exc.status, message, kept)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error (logged by the proxy)")
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def version(_: web.Request) -> web.Response:
+    return web.json_response({"name": "semnet", "version": semnet.__version__})
 
 
 def cumulative(edges: tuple, counts: list[int]) -> list[tuple[str, int]]:
@@ -437,12 +485,17 @@ async def run_proxy(proxy: Proxy, stop: asyncio.Event) -> None:
     proxy.sock = udp_socket(parse_address(cfg.listen, "listen"))
     loop = asyncio.get_running_loop()
     loop.add_reader(proxy.sock.fileno(), drain(proxy.sock, proxy.on_datagram))
-    app = control_app(cfg.load_auth_key(), proxy.registry)
+    # a body over MAX_BODY: 413 from its Content-Length, unread (or once read that far)
+    app = control_app(cfg.load_auth_key(), proxy.registry, client_max_size=MAX_BODY)
+    app.middlewares.insert(0, json_errors)  # outermost: the size and auth refusals too
     app.add_routes(
         [
             metrics_route(proxy.registry),
+            web.get("/health", health),
+            web.get("/version", version),
             web.get("/impairment", proxy.get_impairment),
             web.put("/impairment", proxy.put_impairment),
+            web.patch("/impairment", proxy.patch_impairment),
             web.post("/impairment/reset", proxy.reset_impairment),
         ]
     )

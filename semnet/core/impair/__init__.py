@@ -6,7 +6,7 @@ daemon calls it per datagram, the offline sweep on a list: same code, same seed,
 See docs/netem.md for the option table and where semnet differs from netem.
 """
 
-from semnet.core.impair.mapping import spec_from_mapping
+from semnet.core.impair.mapping import patch_spec, spec_from_mapping
 from semnet.core.impair.netem import format_spec, parse_spec
 from semnet.core.impair.pipeline import (
     DROP_REASONS,
@@ -14,6 +14,7 @@ from semnet.core.impair.pipeline import (
     Fate,
     ImpairCounters,
     Impairment,
+    ImpairModel,
 )
 from semnet.core.impair.spec import (
     Chance,
@@ -43,6 +44,7 @@ __all__ = [
     "Fate",
     "FateRecorder",
     "ImpairCounters",
+    "ImpairModel",
     "ImpairSpec",
     "Impairment",
     "Link",
@@ -58,5 +60,6 @@ __all__ = [
     "load_trace",
     "parse_spec",
     "parse_trace",
+    "patch_spec",
     "spec_from_mapping",
 ]

@@ -23,7 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from semnet.core.impair.netem import assemble, link_from_words, parse_options
+from semnet.core.impair.netem import (
+    assemble,
+    format_spec,
+    link_from_words,
+    netem_words,
+    parse_options,
+)
 from semnet.core.impair.spec import (
     S32_MAX,
     Chance,
@@ -50,6 +56,8 @@ from semnet.errors import ConfigError
 
 # options a fragment for the key may also set (tc spells them as separate keywords)
 _FRAGMENT_EXTRAS = {"delay": {"distribution", "inorder"}, "reorder": {"gap"}}
+# what a patch of the key replaces
+_GROUPS = {key: (key, *sorted(extras)) for key, extras in _FRAGMENT_EXTRAS.items()}
 
 
 def _word(where: str, value: object) -> str:
@@ -226,6 +234,34 @@ _KEYS = (
 
 def spec_from_mapping(data: Mapping) -> ImpairSpec:
     """Build the spec from a YAML mapping; ConfigError names any unknown or invalid key."""
+    return assemble(options_from_mapping(data))
+
+
+def patch_spec(spec: ImpairSpec, patch: str | Mapping) -> ImpairSpec:
+    """``spec`` with the options ``patch`` names replaced and the others kept (PATCH).
+
+    ``patch`` is a netem string or a mapping, where ``null`` removes an option (JSON merge
+    patch). ``delay`` replaces its distribution and ``inorder`` too, ``reorder`` its ``gap``.
+    ``seed N`` asks for a restart rather than describing state, so the result has a seed only
+    when the patch names one. The result is checked as a whole spec.
+    """
+    found = parse_options(format_spec(spec).split())
+    found.pop("seed", None)
+    if isinstance(patch, str):
+        part, removed = parse_options(netem_words(patch)), []
+    else:
+        fields = _fields("impairment", patch, _KEYS)
+        removed = [key for key, value in fields.items() if value is None]
+        part = options_from_mapping({k: v for k, v in fields.items() if v is not None})
+    for option in (*part, *removed):
+        for name in _GROUPS.get(option, (option,)):
+            found.pop(name, None)
+    found.update(part)
+    return assemble(found)
+
+
+def options_from_mapping(data: Mapping) -> dict[str, object]:
+    """Each option's parsed value, as :func:`~semnet.core.impair.netem.parse_options` gives."""
     found: dict[str, object] = {}
     for key, value in _fields("impairment", data, _KEYS).items():
         if key == "limit":
@@ -246,4 +282,4 @@ def spec_from_mapping(data: Mapping) -> ImpairSpec:
             _reorder(found, value)
         else:
             found[key] = _BUILDERS[key](value)
-    return assemble(found)
+    return found

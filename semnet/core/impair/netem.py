@@ -10,6 +10,7 @@ a keyword given twice (tc keeps the last).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -223,7 +224,10 @@ def parse_db(token: str, where: str) -> float:
     match = _DB.match(token)
     if match is None:
         raise ConfigError(f"{where}: {token!r} is not a level in dB (e.g. 10dB, -3dB)")
-    return float(match.group(1))
+    value = float(match.group(1))
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {token!r} is too large (not a finite number)")
+    return value
 
 
 def link_from_words(channel: str, params: dict[str, str], where: str = "link") -> Link:
@@ -294,10 +298,13 @@ def parse_spec(text: str) -> ImpairSpec:
 
     Raises ConfigError naming the offending option and token.
     """
+    return assemble(parse_options(netem_words(text)))
+
+
+def netem_words(text: str) -> list[str]:
+    """The option words of ``text``: a full ``tc qdisc ... netem`` line loses its prefix."""
     words = text.split()
-    if "netem" in words:
-        words = words[words.index("netem") + 1 :]
-    return assemble(parse_options(words))
+    return words[words.index("netem") + 1 :] if "netem" in words else words
 
 
 def assemble(found: dict[str, object]) -> ImpairSpec:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from semnet.core.impair.crandom import u32_source
 from semnet.core.impair.dist import table, tabledist
@@ -29,6 +29,9 @@ from semnet.core.impair.queue import HeldQueue, SlotGate, packet_time_ns
 from semnet.core.impair.spec import S32_MAX, Chance, ImpairSpec
 from semnet.core.impair.units import percent_to_u32
 from semnet.core.wire import peek_importance
+
+if TYPE_CHECKING:
+    from semnet.core.wireless import LinkSlots
 
 DROP_REASONS = ("loss", "limit")  # always counted; "link" is added once a link is configured
 _NS = 1e9
@@ -125,6 +128,26 @@ class _Copy:
     dup: _Copy | str | None
 
 
+class ImpairModel(Protocol):
+    """What a driver (the proxy) needs of one direction's model, live or replayed.
+
+    ``held`` is the queue that ``limit`` bounds; a model that replaces another takes over the
+    old one's ``held`` (and ``counters``), so copies still in flight keep counting against the
+    limit. ``link`` is the wireless stage, None when there is none.
+    """
+
+    counters: ImpairCounters
+    held: HeldQueue
+    link: LinkSlots | None
+
+    @property
+    def last_fate(self) -> Fate | None: ...
+
+    def process(self, data: bytes, now: float) -> list[Emission]: ...
+
+    def feed_frame(self, datagrams: Sequence[bytes]) -> None: ...
+
+
 _PASS = ("pass", 0, -1, None, -1)
 _DROP_LOSS = ("drop:loss", 0, -1, None, -1)
 _DROP_LINK = ("drop:link", 0, -1, None, -1)
@@ -136,13 +159,13 @@ class Impairment:
     def __init__(self, spec: ImpairSpec, seed: int) -> None:
         self._rng = random.Random(seed)
         self.counters = ImpairCounters()
-        self._held = HeldQueue()
+        self.held = HeldQueue()
         self._ordinal = -1
         self._fate: tuple[str, int, int, int | None, int] | None = None
         self._tfifo_last: int | None = None  # latest time_to_send given a delayed copy
         self._last_release: int | None = None
         self._reorder_count = 0
-        self.link = None  # the wireless link stage (semnet.core.wireless.LinkSlots) when set
+        self.link: LinkSlots | None = None  # the wireless link stage, when the spec has one
         self.set_spec(spec)
 
     def set_spec(self, spec: ImpairSpec) -> None:
@@ -186,7 +209,7 @@ class Impairment:
             self.link,
         )
         # nothing can be held or changed: process() may skip the queue bookkeeping
-        self._loss_only = self._limit > 0 and not any(queue_stages)
+        self._loss_only = not any(queue_stages)
 
     def _set_link(self, spec: ImpairSpec, rng: random.Random) -> None:
         """(Re)start the link stage: a fresh slot and generator; queued importances carry over."""
@@ -248,7 +271,7 @@ class Impairment:
 
     def queue_depth(self, now: float) -> int:
         """Copies released after ``now`` (netem's queue length, which ``limit`` bounds)."""
-        return self._held.depth(round(now * _NS))
+        return self.held.depth(round(now * _NS))
 
     def process(self, data: bytes, now: float) -> list[Emission]:
         """Impair one datagram arriving at ``now``: [] when dropped, two copies when duplicated.
@@ -259,7 +282,7 @@ class Impairment:
         self._ordinal += 1
         counters = self.counters
         counters.received += 1
-        if self._loss_only and not self._held.heap:
+        if self._loss_only and not self.held.heap:
             loss = self._loss
             if loss is not None and loss():
                 counters.dropped_by_reason["loss"] += 1
@@ -318,7 +341,7 @@ class Impairment:
         if self._corrupt_p and self._corrupt_p >= self._corrupt_draw() and data:
             bit = self._rng.randrange(len(data) * 8)
             data = flip_bit(data, bit)
-        if self._held.depth(now_ns) >= self._limit:
+        if self.held.depth(now_ns) >= self._limit:
             return "limit"
         # the duplicate re-enters the qdisc (loss, corrupt, limit, delay) before the original
         dup = self._admit(clone, now_ns, False) if clone is not None else None
@@ -336,7 +359,7 @@ class Impairment:
             due = now_ns + tabledist(self._latency, self._jitter, self._delay_draw(), self._dist)
         last = self._tfifo_last
         if self._rate is not None:
-            if self._held and last is not None:
+            if self.held and last is not None:
                 due = max(due, last)
             due += packet_time_ns(size, self._rate)
         if last is None or due > last:
@@ -350,7 +373,7 @@ class Impairment:
         else:
             self._last_release = release
         if release > now_ns:
-            self._held.push(release)
+            self.held.push(release)
         return release, False
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from semnet.core.impair.units import MAX_TIME_NS, U32_MAX, U64_MAX
 from semnet.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
@@ -27,6 +28,14 @@ def _check_nonneg(where: str, **values: int) -> None:
     for name, value in values.items():
         if value < 0:
             raise ConfigError(f"{where}: {name} {value!r} is negative")
+
+
+def _check_times(where: str, **values: int) -> None:
+    """Times in ns: not negative, and at most MAX_TIME_NS (see units.MAX_TIME_NS for why)."""
+    _check_nonneg(where, **values)
+    for name, value in values.items():
+        if value > MAX_TIME_NS:
+            raise ConfigError(f"{where}: {name} {value!r}ns is above 3600s (MAX_TIME_NS)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,7 @@ class Delay:
 
     def __post_init__(self) -> None:
         where = "delay"
-        _check_nonneg(where, time=self.time_ns, jitter=self.jitter_ns)
+        _check_times(where, time=self.time_ns, jitter=self.jitter_ns)
         _check_percent(where, correlation=self.corr)
         if self.distribution not in DISTRIBUTIONS:
             raise ConfigError(
@@ -178,8 +187,8 @@ class Rate:
     cell_overhead: int = 0
 
     def __post_init__(self) -> None:
-        if self.bytes_per_s < 1:
-            raise ConfigError(f"rate: {self.bytes_per_s!r} bytes/s is below 1 byte/s")
+        if not 1 <= self.bytes_per_s <= U64_MAX:
+            raise ConfigError(f"rate: {self.bytes_per_s!r} bytes/s is not in 1..2**64-1 bytes/s")
         if self.cell_size < 0:
             raise ConfigError(f"rate: cell size {self.cell_size!r} is negative")
 
@@ -203,15 +212,10 @@ class Slot:
 
     def __post_init__(self) -> None:
         where = "slot"
-        _check_nonneg(
-            where,
-            min=self.min_ns,
-            max=self.max_ns,
-            delay=self.delay_ns,
-            jitter=self.jitter_ns,
-            packets=self.packets,
-            bytes=self.bytes,
+        _check_times(
+            where, min=self.min_ns, max=self.max_ns, delay=self.delay_ns, jitter=self.jitter_ns
         )
+        _check_nonneg(where, packets=self.packets, bytes=self.bytes)
         if self.max_ns < self.min_ns:
             raise ConfigError(f"{where}: max {self.max_ns!r}ns is below min {self.min_ns!r}ns")
         if self.distribution is not None:
@@ -284,8 +288,8 @@ class ImpairSpec:
     link: Link | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.limit <= 0xFFFFFFFF:
-            raise ConfigError(f"limit: {self.limit!r} is not in 0..4294967295")
+        if not 1 <= self.limit <= U32_MAX:  # netem's limit 0 drops everything: say so instead
+            raise ConfigError(f"limit: {self.limit!r} is not in 1..{U32_MAX} (none: loss 100%)")
         if self.reorder is not None and self.reorder.percent > 0:
             if self.delay is None or self.delay.time_ns == 0:
                 raise ConfigError(

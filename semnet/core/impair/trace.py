@@ -32,7 +32,8 @@ from semnet.core.impair.pipeline import (
     release_time,
 )
 from semnet.core.impair.queue import HeldQueue
-from semnet.core.impair.units import parse_int, parse_number, parse_time
+from semnet.core.impair.spec import DEFAULT_LIMIT
+from semnet.core.impair.units import MAX_TIME_NS, parse_int, parse_number, parse_time
 from semnet.errors import ConfigError
 
 HEADER = "# semnet fate trace v1: ordinal action delay_ms [bit=N] [dup=DELAY_MS] [dupbit=N]"
@@ -47,12 +48,12 @@ def _ms(seconds: float) -> str:
 
 def _delay_s(token: str, where: str) -> float:
     """A trace delay: a tc time with unit, or a bare number of milliseconds; in seconds."""
-    ns = (
-        parse_time(token, where)
-        if token[-1:].isalpha()
-        else round(parse_number(token, where) * 1e6)
-    )
-    return ns / _NS
+    if token[-1:].isalpha():
+        return parse_time(token, where) / _NS
+    ns = parse_number(token, where) * 1e6
+    if ns > MAX_TIME_NS:
+        raise ConfigError(f"{where}: {token!r} ms is above 3600s, the longest time semnet holds")
+    return round(ns) / _NS
 
 
 def format_fate(fate: Fate) -> str:
@@ -147,22 +148,33 @@ class ReplayImpairment:
     Datagram i gets record i (records loop when ``loop``; otherwise datagrams past the end pass
     untouched): the same drops, delays, duplicates and flipped bits. A recorded bit beyond a
     shorter datagram wraps modulo its length in bits, so codecs with other sizes still see one
-    flipped bit. Queue limits are not re-simulated: the recorded drops already contain them.
+    flipped bit. The recorded drops already contain the recording's limit drops; ``limit`` still
+    bounds the copies held, as a guard for traces replayed faster than they were recorded (a
+    datagram that finds it full is ``drop:limit``).
     """
 
-    def __init__(self, fates: Sequence[Fate], loop: bool = True) -> None:
+    link = None  # a replay has no wireless stage: the recorded drops include its losses
+
+    def __init__(
+        self, fates: Sequence[Fate], loop: bool = True, limit: int = DEFAULT_LIMIT
+    ) -> None:
         if not fates:
             raise ConfigError("trace: no records")
         self._fates = fates
         self._loop = loop
+        self._limit = limit
         self.counters = ImpairCounters()
-        self._held = HeldQueue()
+        self.held = HeldQueue()
         self._ordinal = -1
         self.last_fate: Fate | None = None
 
+    def feed_frame(self, datagrams: Sequence[bytes]) -> None:
+        """Nothing to queue: there is no link stage (as :meth:`Impairment.feed_frame` without
+        one)."""
+
     def queue_depth(self, now: float) -> int:
         """Copies released after ``now``."""
-        return self._held.depth(round(now * _NS))
+        return self.held.depth(round(now * _NS))
 
     def _copy(self, data: bytes, now: float, delay: float, bit: int) -> tuple[Emission, int]:
         if bit >= 0 and data:
@@ -175,7 +187,7 @@ class ReplayImpairment:
         now_ns = round(now * _NS)
         release_ns = now_ns + round(delay * _NS)
         if release_ns > now_ns:
-            self._held.push(release_ns)
+            self.held.push(release_ns)
         return Emission(release_time(now, release_ns), data), bit
 
     def process(self, data: bytes, now: float) -> list[Emission]:
@@ -184,12 +196,13 @@ class ReplayImpairment:
         ordinal = self._ordinal
         counters = self.counters
         counters.received += 1
-        self._held.depth(round(now * _NS))  # forget released copies so the heap stays small
         n = len(self._fates)
         if not self._loop and ordinal >= n:
             record = Fate(ordinal, "pass")
         else:
             record = self._fates[ordinal % n]
+        if not record.dropped and self.held.depth(round(now * _NS)) >= self._limit:
+            record = Fate(ordinal, "drop:limit")
         if record.dropped:
             reason = record.action.removeprefix("drop:")
             counters.dropped_by_reason[reason] = counters.dropped_by_reason.get(reason, 0) + 1

@@ -3,17 +3,23 @@
 Every parser takes the token and a ``where`` (the option it belongs to) so that a bad value is
 reported as ``"loss gemodel: '130%' is not a percentage in 0..100%"``. Unit names compare
 case-insensitively, as tc's ``strcasecmp`` does. Differences from tc, on purpose: negative values
-and nan/inf are refused, a lone ``%`` is not 0%, and times round to the nearest nanosecond
-instead of truncating.
+and nan/inf are refused, a lone ``%`` is not 0%, times round to the nearest nanosecond instead of
+truncating, and every value must fit its range (times up to :data:`MAX_TIME_NS`, rates up to
+netem's u64 bytes/s, sizes up to u32) instead of wrapping or overflowing.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from semnet.errors import ConfigError
 
 U32_MAX = 0xFFFFFFFF
+U64_MAX = 2**64 - 1
+# The longest delay, jitter or slot wait: netem takes s64 nanoseconds (292 years), but a copy
+# held longer than an hour is a typo, and the proxy keeps every held copy in memory.
+MAX_TIME_NS = 3600 * 1_000_000_000
 
 # strtod's decimal subset: sign, digits with an optional point, optional exponent.
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(.*)\Z", re.DOTALL)
@@ -78,7 +84,16 @@ def _split(token: str, where: str, what: str) -> tuple[float, str]:
     match = _NUMBER.match(token)
     if match is None:
         raise ConfigError(f"{where}: {token!r} is not {what}")
-    return float(match.group(1)), match.group(2).lower()
+    value = float(match.group(1))
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {token!r} is too large (not a finite number)")
+    return value, match.group(2).lower()
+
+
+def _at_most(value: float, bound: int, token: str, where: str, bound_text: str) -> None:
+    """Refuse ``value`` (in the parser's unit, possibly inf after scaling) above ``bound``."""
+    if value > bound:
+        raise ConfigError(f"{where}: {token!r} is above {bound_text}")
 
 
 def starts_like_number(token: str) -> bool:
@@ -93,6 +108,7 @@ def parse_time(token: str, where: str) -> int:
     scale = _TIME_NS.get(unit)
     if scale is None or value < 0:
         raise ConfigError(f"{where}: {token!r} is not {what}")
+    _at_most(value * scale, MAX_TIME_NS, token, where, "3600s (the longest time semnet holds)")
     return round(value * scale)
 
 
@@ -150,6 +166,7 @@ def parse_rate(token: str, where: str) -> int:
     scale = _RATE_BITS.get(unit)
     if scale is None or value < 0:
         raise ConfigError(f"{where}: {token!r} is not {what}")
+    _at_most(value * scale / 8, U64_MAX, token, where, "netem's 2**64-1 bytes/s")
     bytes_per_s = int(value * scale / 8)
     if bytes_per_s < 1:
         raise ConfigError(f"{where}: {token!r} is below 8bit (1 byte/s)")
@@ -172,6 +189,7 @@ def parse_size(token: str, where: str) -> int:
     scale = _SIZE_BYTES.get(unit)
     if scale is None or value < 0:
         raise ConfigError(f"{where}: {token!r} is not {what}")
+    _at_most(value * scale, U32_MAX, token, where, str(U32_MAX))
     return int(value * scale)
 
 
