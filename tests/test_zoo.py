@@ -2,6 +2,7 @@
 architecture, and carries what reproduces it (config, command, data hash) and what it measured."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,20 @@ def test_rate_points_are_picked_by_quality_or_bpp():
         zoo.rate_point("cnn-c64", quality=1)
     with pytest.raises(ModelError, match="not both"):
         zoo.rate_point("cnn-rd", quality=1, bpp=1.0)
+
+
+def test_zoo_list_has_a_header_and_marks_the_default_codec():
+    from click.testing import CliRunner
+
+    from semnet.cli.train import zoo as zoo_command
+
+    result = CliRunner().invoke(zoo_command, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["codec", "id", "architecture"]
+    marked = [line.split()[1] for line in lines if line.startswith("* ") and "default" not in line]
+    assert marked == [zoo.DEFAULT_CODEC]
+    assert any(line.split()[:2] == ["imputer", "for"] for line in lines)
+    listed = CliRunner().invoke(zoo_command, ["list", "--json"])
+    defaults = [e["name"] for e in json.loads(listed.output) if e.get("default")]
+    assert defaults == [zoo.DEFAULT_CODEC]

@@ -184,27 +184,34 @@ def zoo() -> None:
 @zoo.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def zoo_list(as_json: bool) -> None:
-    """List the zoo's codecs and diffusion imputers with their measured metrics."""
-    from semnet.models.zoo import entries, imputer_entries
+    """List the zoo's codecs and diffusion imputers with their measured metrics; * marks the
+    default codec (what every command sends unless told otherwise)."""
+    from semnet.models.zoo import DEFAULT_CODEC, entries, imputer_entries
 
     codecs, imputers = entries(), imputer_entries()
     if as_json:
-        items = [{"kind": "codec", **asdict(e)} for e in codecs]
+        items = [{"kind": "codec", "default": e.name == DEFAULT_CODEC, **asdict(e)} for e in codecs]
         items += [{"kind": "imputer", **asdict(e)} for e in imputers]
         click.echo(json.dumps(items, indent=1))
         return
+    click.echo(
+        f"  {'codec':<20} {'id':>3} {'architecture':<13} {'bpp':>6} {'lossless dB':>11} "
+        f"{'PSNR kept':>9} {'at loss':>7}  file"
+    )
     for e in codecs:
         m = e.metrics.get("by_loss", {})
-        lossless = m.get("0", {}).get("psnr_db")
+        lossless = m.get("0", {}).get("psnr_db", float("nan"))
         kept = e.metrics.get("psnr_kept_at_max_loss", float("nan"))
         at = max(map(float, m), default=float("nan"))
+        mark = "*" if e.name == DEFAULT_CODEC else " "
         click.echo(
-            f"{e.name:<20} id {e.codec_id:<4} {e.architecture:<10} "
-            f"{e.metrics.get('bpp_on_wire', float('nan')):.3f} bpp  "
-            f"lossless {lossless} dB, {kept:.1%} kept at {at:.0%} loss  ({e.file})"
+            f"{mark} {e.name:<20} {e.codec_id:>3} {e.architecture:<13} "
+            f"{e.metrics.get('bpp_on_wire', float('nan')):>6.3f} {lossless:>11.2f} "
+            f"{kept:>9.1%} {at:>7.0%}  {e.file}"
         )
+    click.echo(f"* the default codec\n\n  {'imputer':<26} {'for codec':<20} {'steps':>6}  file")
     for e in imputers:
-        click.echo(f"{e.name:<20} imputer for {e.codec}, {e.steps} steps  ({e.file})")
+        click.echo(f"  {e.name:<26} {e.codec:<20} {e.steps:>6}  {e.file}")
 
 
 COMMANDS = (train, train_imputer, zoo)

@@ -59,7 +59,14 @@ class ImputerEntry(Shipped):
 
 
 def entries(zoo_dir: Path = ZOO_DIR) -> list[ZooEntry]:
-    return [ZooEntry(**json.loads(p.read_text())) for p in sorted(zoo_dir.glob("*.json"))]
+    """The zoo's codec entries, by name; manifests are read once per process (a receiver asks
+    per frame), and again after this process exports an entry."""
+    return list(_read_entries(zoo_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_entries(zoo_dir: Path) -> tuple[ZooEntry, ...]:
+    return tuple(ZooEntry(**json.loads(p.read_text())) for p in sorted(zoo_dir.glob("*.json")))
 
 
 def entry(name: str) -> ZooEntry:
@@ -156,8 +163,8 @@ def _publish(model: torch.nn.Module, e: Shipped, directory: Path, dtype: torch.d
     file, digest = _save_weights(model, directory, e.name, dtype)
     e = replace(e, file=file, sha256=digest, dtype=str(dtype).removeprefix("torch."))
     (directory / f"{e.name}.json").write_text(json.dumps(asdict(e), indent=1) + "\n")
-    load.cache_clear()
-    load_imputer.cache_clear()
+    for cache in (load, load_imputer, _read_entries, _read_imputer_entries):
+        cache.cache_clear()
     return e
 
 
@@ -166,7 +173,12 @@ def export(model: Codec, e: ZooEntry, dtype: torch.dtype = torch.float16) -> Zoo
 
 
 def imputer_entries(zoo_dir: Path = IMPUTER_DIR) -> list[ImputerEntry]:
-    return [ImputerEntry(**json.loads(p.read_text())) for p in sorted(zoo_dir.glob("*.json"))]
+    return list(_read_imputer_entries(zoo_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_imputer_entries(zoo_dir: Path) -> tuple[ImputerEntry, ...]:
+    return tuple(ImputerEntry(**json.loads(p.read_text())) for p in sorted(zoo_dir.glob("*.json")))
 
 
 def imputer_entry(codec: str) -> ImputerEntry:
