@@ -25,11 +25,11 @@ import torch
 from semnet.core.impair import Impairment, parse_spec
 from semnet.core.partition import parse_spec as parse_partition
 from semnet.eval_images import eval_images
+from semnet.experiments.sweep import derive_seed
 from semnet.models import zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings, perceptual_available
 from semnet.pipeline.offline import transmit
-from semnet.pipeline.sweep import derive_seed
 
 SCHEMES = ("equal", "waterfilling", "semantic")
 LINK = "link rayleigh snr {snr:g}dB blocklength 1024 coderate 0.4375 subcarriers 16 power {power}"

@@ -82,18 +82,20 @@ def test_demo_json_on_a_folder(tmp_path):
 
     save_png(data.coffee()[:128, :192], tmp_path / "coffee.png")
     save_png(data.chelsea()[:128, :160], tmp_path / "cat.png")
-    args = ("demo", "--images", str(tmp_path), "--loss", "0,0.3", "--repeat", "2", "--json")
+    args = ("demo", "--images", str(tmp_path), "--loss", "0,0.3", "--repeats", "2", "--json")
     result = semnet(*args, timeout=300)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     again = semnet(*args, timeout=300)  # the same seed: the same frames, losses and scores
     assert json.loads(again.stdout)["results"] == out["results"]
-    assert out["codec"] == DEFAULT_CODEC and 0 < out["bpp"] < 1.5 and out["repeat"] == 2
+    assert out["codec"] == DEFAULT_CODEC and 0 < out["bpp"] < 1.5 and out["repeats"] == 2
     assert [r["loss"] for r in out["results"]] == [0.0, 0.3]
+    assert len(out["rows"]) == 2 * 2 * 2  # losses x repeats x images
     lossless, lossy = out["results"]
     for r in out["results"]:
         assert {"datagrams_sent", "datagrams_received", "psnr_db", "ssim"} <= set(r)
         assert r["datagrams_sent"] > 0
+        assert r["realised_loss"] == 1 - r["datagrams_received"] / r["datagrams_sent"]
     assert lossless["datagrams_received"] == lossless["datagrams_sent"]
     assert lossy["datagrams_received"] <= lossy["datagrams_sent"]
 
@@ -177,3 +179,64 @@ def test_send_exits_non_zero_when_a_frame_failed(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["send", str(image)])
     assert result.exit_code != 0
     assert "1 of 1 frames failed" in result.output and "receiver is down" in result.output
+
+
+class FakeTestbed:
+    """The demo's daemons, faked: a frame of big.png is 10 datagrams, of small.png 2, and under
+    any loss each frame loses one."""
+
+    def __init__(self, workdir, seed, sender, receiver) -> None:
+        self.lossy = False
+
+    def __enter__(self) -> "FakeTestbed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def set_impairment(self, spec: str) -> None:
+        self.lossy = spec != "loss random 0%"
+
+    def send(self, image, name: str) -> dict:
+        sent = 10 if name == "big.png" else 2
+        received = sent - self.lossy
+        ratio = 1 - received / sent
+        return {
+            "name": name,
+            "datagrams_sent": sent,
+            "datagrams_received": received,
+            "loss_ratio": ratio,
+            "psnr_db": 30 - 20 * ratio,
+            "ssim": 0.9 - ratio,
+            "bpp": 1.0,
+        }
+
+
+def test_demo_realised_loss_is_lost_over_sent_and_plot_reads_its_json(tmp_path, monkeypatch):
+    """10 + 2 datagrams, 1 + 1 lost: 2/12 = 16.7% realised, not the frames' mean (5% + 50%) / 2."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import semnet.testbed
+    from semnet.cli.demo import demo
+    from semnet.cli.main import cli
+    from semnet.cli.plot import plot
+
+    cli.add_command(demo)
+    cli.add_command(plot)
+    monkeypatch.setattr(semnet.testbed, "LocalTestbed", FakeTestbed)
+    for name in ("big.png", "small.png"):
+        Image.new("RGB", (48, 32)).save(tmp_path / name)
+    args = ["demo", "--images", str(tmp_path), "--loss", "0,0.3", "--repeats", "2"]
+    table = CliRunner().invoke(cli, args)
+    assert table.exit_code == 0, table.output
+    assert "   30%      24        20     16.7% " in table.stdout
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    out = tmp_path / "demo.json"
+    out.write_text(result.stdout)
+    assert json.loads(result.stdout)["results"][1]["realised_loss"] == pytest.approx(2 / 12)
+    plotted = CliRunner().invoke(cli, ["plot", str(out), "--out", str(tmp_path / "plots")])
+    assert plotted.exit_code == 0, plotted.output
+    for name in ("psnr_vs_loss", "ssim_vs_loss"):
+        with Image.open(tmp_path / "plots" / f"{name}.png") as im:
+            im.verify()

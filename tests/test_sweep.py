@@ -1,21 +1,26 @@
-"""Sweeps: the rows they write, their determinism, shared losses, and the sweep/plot commands."""
+"""Sweeps: the rows they write, their determinism, shared losses, checks before work, the
+journal that keeps finished rows, and the sweep/plot commands."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 from test_baselines import picture
 
+from semnet.cli import demo as demo_cli
 from semnet.cli import plot as plot_cli
 from semnet.cli import sweep as sweep_cli
 from semnet.cli.main import cli
 from semnet.core.impair import Impairment
-from semnet.errors import ConfigError
+from semnet.errors import ConfigError, SemnetError
+from semnet.experiments import sweep
+from semnet.experiments.journal import Journal
+from semnet.experiments.sweep import SweepSpec, impairment_seed, run_sweep
 from semnet.models.cnn import CNNCodec
-from semnet.pipeline import sweep
-from semnet.pipeline.sweep import SweepSpec, impairment_seed, run_sweep
 
 ROW_KEYS = {
     "codec",
@@ -26,6 +31,7 @@ ROW_KEYS = {
     "image",
     "psnr_db",
     "ssim",
+    "ms_ssim",
     "bpp",
     "interleave",
     "realised_loss",
@@ -186,6 +192,8 @@ def test_sweep_and_plot_commands_end_to_end(runner, folder, tmp_path):
     assert data["command"].startswith("semnet sweep --codec cnn-c64,jpeg+rs20")
     assert len(data["rows"]) == 2 * 2 * 2  # codecs x losses x images
     assert "jpeg+rs20" in result.stdout
+    header, *journal = map(json.loads, out.with_suffix(".jsonl").read_text().splitlines())
+    assert journal == data["rows"] and header["axes"] == data["axes"]
     plots = tmp_path / "plots"
     result = runner.invoke(cli, ["plot", str(out), "--out", str(plots)])
     assert result.exit_code == 0, result.output
@@ -195,6 +203,12 @@ def test_sweep_and_plot_commands_end_to_end(runner, folder, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(path) as im:
             im.verify()
+    assert "no MS-SSIM plot" in result.stderr  # 96 x 128 photos: too small for 5 scales
+    result = runner.invoke(cli, ["plot", str(out), "--out", str(plots), "--delta-loss", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "no ΔPSNR plot at loss 0.3: pick one the sweep has with --delta-loss (0.1)" in (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,6 +218,7 @@ def test_sweep_and_plot_commands_end_to_end(runner, folder, tmp_path):
         ["sweep", "--loss-model", "ge"],
         ["sweep", "--interleave", "maybe"],
         ["sweep", "--codec", "jpeg+rs0"],
+        ["sweep", "--codec", "cnn-nosuch"],
         ["sweep", "--partition", "diagonal"],
         ["sweep", "--seed", "abc"],
         ["sweep", "--codec", "jpeg", "--online"],
@@ -265,3 +280,106 @@ def test_plots_keep_every_loss_draw_of_an_image():
     table = plot_cli.by_contender(rows, "bernoulli")
     (per_loss,) = table.values()
     assert plot_cli.image_mean(per_loss[0.1], "a", "psnr_db") == 22.0
+
+
+def test_ms_ssim_in_rows_where_the_image_has_room_for_five_scales(tiny, images):
+    big = {"big": np.ascontiguousarray(np.tile(picture("coffee"), (2, 2, 1))[:176, :176])}
+    spec = SweepSpec(codecs=("tiny", "jpeg"), losses=(0.0,), datagram_size=200)
+    rows = run_sweep({**images, **big}, spec, load=tiny)["rows"]
+    assert all(0 < r["ms_ssim"] <= 1 for r in rows if r["image"] == "big")
+    assert all(r["ms_ssim"] is None for r in rows if r["image"] != "big")
+    assert "MS-SSIM" in sweep_cli.summary(rows)
+
+
+def test_a_fill_without_its_model_fails_before_any_cell(tiny, images, tmp_path, monkeypatch):
+    measured = []
+    monkeypatch.setattr(sweep, "transmit", lambda *a, **k: measured.append(a))
+    spec = SweepSpec(codecs=("tiny",), fills=("zero", "diffusion"), datagram_size=200)
+    journal = Journal(tmp_path / "rows.jsonl")
+    with pytest.raises(ConfigError, match="fill 'diffusion' with codec 'tiny'"):
+        run_sweep(images, spec, load=tiny, journal=journal)
+    assert measured == [] and not journal.path.exists()
+
+
+def test_sweep_command_names_a_missing_imputer_before_any_work(runner, tmp_path):
+    """The reported case: zero-fill cells ran for hours, then diffusion found no imputer."""
+    out = tmp_path / "out.json"
+    args = ["sweep", "--codec", "cnn-c64-tuned", "--fill", "zero,diffusion", "--out", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1
+    assert "fill 'diffusion' with codec 'cnn-c64-tuned'" in result.stderr
+    assert not out.with_suffix(".jsonl").exists()
+
+
+class Failing:
+    """``transmit`` that raises after ``n`` frames, as a sweep that dies late."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.n:
+            raise SemnetError("the machine went away")
+        return TRANSMIT(*args, **kwargs)
+
+
+TRANSMIT = sweep.transmit
+RESUMABLE = SweepSpec(codecs=("tiny",), partitions=("channel", "spatial"), datagram_size=200)
+
+
+def test_an_interrupted_sweep_keeps_its_rows_and_resume_measures_the_rest(
+    tiny, images, tmp_path, monkeypatch
+):
+    whole = run_sweep(images, RESUMABLE, load=tiny)["rows"]
+    path = tmp_path / "rows.jsonl"
+    monkeypatch.setattr(sweep, "transmit", Failing(5))
+    with pytest.raises(SemnetError, match="went away"):
+        run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path))
+    assert len(path.read_text().splitlines()) == 1 + 5
+    with path.open("a") as f:
+        f.write('{"codec": "tiny", "cut by a ki')  # a row half written when the process died
+    again = Failing(len(whole))
+    monkeypatch.setattr(sweep, "transmit", again)
+    journal = Journal(path)
+    rows = run_sweep(images, RESUMABLE, load=tiny, journal=journal, resume=True)["rows"]
+    assert again.calls == len(whole) - 5
+    assert json.dumps(rows) == json.dumps(whole)
+    assert journal.rows == len(whole)
+    assert [json.loads(line) for line in path.read_text().splitlines()[1:]] == whole
+
+
+def test_resume_refuses_the_journal_of_another_sweep(tiny, images, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path))
+    other = SweepSpec(**{**RESUMABLE.__dict__, "losses": (0.0, 0.2)})
+    with pytest.raises(ConfigError, match=r"holds another sweep \(axes.losses differ\)"):
+        run_sweep(images, other, load=tiny, journal=Journal(path), resume=True)
+    with pytest.raises(ConfigError, match="--resume: offline sweeps only"):
+        run_sweep(images, RESUMABLE, load=tiny, online=tmp_path, resume=True)
+
+
+def test_sweep_command_says_where_the_rows_are_kept_when_it_dies(
+    runner, folder, tmp_path, monkeypatch
+):
+    out = tmp_path / "results.json"
+    args = ["sweep", "--images", str(folder), "--codec", "cnn-c64", "--loss", "0,0.1"]
+    args += ["--datagram-size", "300", "--out", str(out)]
+    monkeypatch.setattr(sweep, "transmit", Failing(3))
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    journal = out.with_suffix(".jsonl")
+    assert f"the machine went away (3 rows kept in {journal}; --resume continues)" in result.stderr
+    monkeypatch.setattr(sweep, "transmit", TRANSMIT)
+    result = runner.invoke(cli, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out.read_text())["rows"]) == 4
+
+
+@pytest.mark.parametrize("command", [sweep_cli.sweep, demo_cli.demo])
+def test_repeats_is_spelled_one_way_and_the_old_spelling_still_parses(command):
+    ctx = command.make_context(command.name, ["--repeat", "3"])
+    assert ctx.params["repeats"] == 3
+    text = command.get_help(ctx)
+    assert "--repeats" in text and not re.search(r"--repeat\b", text)

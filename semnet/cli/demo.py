@@ -1,4 +1,8 @@
-"""`semnet demo`: the bundled photos (or a folder) through a local testbed at several loss rates."""
+"""`semnet demo`: the bundled photos (or a folder) through a local testbed at several loss rates.
+
+With ``--json`` it prints a table's numbers and every frame as a sweep row, so `semnet plot`
+draws the demo's own output.
+"""
 
 import json
 import math
@@ -7,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from semnet.cli.sweep import repeats_option
 from semnet.errors import SemnetError
 from semnet.models import DEFAULT_CODEC
 
@@ -48,12 +53,9 @@ def mean(values: list[float]) -> float | None:
 @click.option("--fill", default="zero", show_default=True)
 @click.option("--partition", default="channel", show_default=True)
 @click.option("--seed", default=1, show_default=True)
-@click.option(
-    "--repeat",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="send each image this many times per loss rate, so the realised loss rests on more "
+@repeats_option(
+    4,
+    "send each image this many times per loss rate, so the realised loss rests on more "
     "datagrams (each send is a new frame with its own interleaving and losses)",
 )
 @click.option(
@@ -63,10 +65,11 @@ def mean(values: list[float]) -> float | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def demo(
-    images, losses, codec, quality, bpp, fill, partition, seed, repeat, workdir, as_json
+    images, losses, codec, quality, bpp, fill, partition, seed, repeats, workdir, as_json
 ) -> None:
     """Send photos through sender -> proxy -> receiver processes on loopback, and tabulate
     quality against loss."""
+    from semnet.core.partition import parse_spec, spec_name
     from semnet.images import image_files, load_image
     from semnet.testbed import LocalTestbed
 
@@ -83,49 +86,74 @@ def demo(
             seed=seed,
             # frame ids (and so each frame's interleaving) from 0, not the boot clock: the same
             # --seed gives the same rows on every run
-            sender={"codec": codec, "partition": partition, "first_frame": 0},
+            sender={"codec": codec, "partition": partition, "first_frame": 0, "interleave": True},
             receiver={"fill": fill},
         )
+        point = {"codec": codec, "partition": spec_name(parse_spec(partition)), "fill": fill}
         with bed:
-            rows, bpps = [], []
+            results, rows = [], []
             for p in rates:
                 bed.set_impairment(f"loss random {p * 100:g}%")
-                reports = [bed.send(im, name) for _ in range(repeat) for name, im in pictures]
+                sends = [(r, name, im) for r in range(repeats) for name, im in pictures]
+                reports = [bed.send(im, name) for _, name, im in sends]
                 failed = [r for r in reports if "error" in r]
                 if failed:
                     raise SemnetError(f"{failed[0]['name']}: {failed[0]['error']}")
-                bpps += [r["bpp"] for r in reports]
-                rows.append(summarise(p, reports))
+                results.append(summarise(p, reports))
+                pairs = zip(sends, reports, strict=True)
+                rows += [frame_row(point, p, r, report) for (r, _, _), report in pairs]
                 if not as_json:
                     click.echo(f"loss {p:.0%}: done ({len(reports)} frames)", err=True)
     result = {
-        "codec": codec,
-        "fill": fill,
-        "partition": partition,
+        **point,
         "images": [name for name, _ in pictures],
-        "repeat": repeat,
-        "bpp": mean(bpps),
-        "results": rows,
+        "repeats": repeats,
+        "bpp": mean([r["bpp"] for r in rows]),
+        "results": results,
+        "rows": rows,
     }
     click.echo(json.dumps(result, indent=1) if as_json else table(result))
 
 
 def summarise(p: float, reports: list[dict]) -> dict:
+    """One loss rate's frames: datagram totals, realised loss from the totals (a frame of many
+    datagrams weighs more than a frame of few), mean quality."""
+    sent = sum(r["datagrams_sent"] for r in reports)
+    received = sum(r["datagrams_received"] for r in reports)
     return {
         "loss": p,
-        "datagrams_sent": sum(r["datagrams_sent"] for r in reports),
-        "datagrams_received": sum(r["datagrams_received"] for r in reports),
-        "realised_loss": mean([r["loss_ratio"] for r in reports]),
+        "datagrams_sent": sent,
+        "datagrams_received": received,
+        "realised_loss": 1 - received / sent,
         "psnr_db": mean([r["psnr_db"] for r in reports]),
         "ssim": mean([r["ssim"] for r in reports]),
         "bpp": mean([r["bpp"] for r in reports]),
     }
 
 
+def frame_row(point: dict, p: float, repeat: int, report: dict) -> dict:
+    """One frame as a `semnet sweep` row (the keys `semnet plot` reads)."""
+    return {
+        **point,
+        "interleave": True,
+        "loss_model": "bernoulli",
+        "loss": p,
+        "image": report["name"],
+        "repeat": repeat,
+        "psnr_db": report["psnr_db"],
+        "ssim": report["ssim"],
+        "ms_ssim": report.get("ms_ssim"),
+        "bpp": report["bpp"],
+        "realised_loss": report["loss_ratio"],
+        "datagrams_sent": report["datagrams_sent"],
+        "datagrams_received": report["datagrams_received"],
+    }
+
+
 def table(result: dict) -> str:
     head = (
         f"codec {result['codec']}, fill {result['fill']}, partition {result['partition']}, "
-        f"{len(result['images'])} images x {result['repeat']}, "
+        f"{len(result['images'])} images x {result['repeats']}, "
         f"{result['bpp']:.3f} bits per pixel on the wire"
     )
     lines = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from semnet.cli.plot import colours, save
+from semnet.cli.plot import colours, save, short
 
 PANELS = (("psnr_db", "PSNR (dB)", 1, "rd_psnr.png"), ("ms_ssim", "MS-SSIM", 2, "rd_ms_ssim.png"))
 DASHES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
@@ -38,8 +38,11 @@ def clipped(points: list, xmax: float) -> list:
     return inside + beyond
 
 
-def plot_panel(plt, points: list[dict], published: list[dict], panel: tuple, path: Path):
-    """One metric against bpp; None when no point has the metric (images under 161 px)."""
+def plot_panel(
+    plt, points: list[dict], published: list[dict], panel: tuple, images: int, path: Path
+):
+    """One metric against bpp, each point the mean of ``images`` images; None when no point has
+    the metric (images under 161 px)."""
     metric, ylabel, index, _ = panel
     ours = [p for p in points if p[metric] is not None]
     if not ours:
@@ -68,7 +71,8 @@ def plot_panel(plt, points: list[dict], published: list[dict], panel: tuple, pat
             label=f"{curve['name']} (published, Kodak)",
         )
     ax.set_xlim(0, xmax)
-    ax.set(title=f"{ylabel} against rate, no loss", xlabel="bits per pixel on the wire")
+    ax.set(title=f"{short(ylabel)} against rate, no loss: mean of {images} images")
+    ax.set(xlabel="bits per pixel on the wire")
     ax.set(ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -79,16 +83,18 @@ def plot_rd(plt, data: dict, folder: Path) -> list[Path]:
     """The RD PNGs of one `semnet rd` result; notes on stderr what could not be drawn."""
     from semnet.experiments.rd import rate_points
 
-    points, dropped = complete(rate_points(data["rows"]), len(data["images"]))
+    images = len(data["images"])
+    points, dropped = complete(rate_points(data["rows"]), images)
     for p in dropped:
         click.echo(
             f"not drawn: {p['codec']} matched to {p['matched_to']} "
-            f"({p['image_count']} of {len(data['images'])} images matched)",
+            f"({p['image_count']} of {images} images matched)",
             err=True,
         )
     written = []
     for panel in PANELS:
-        path = plot_panel(plt, points, data.get("published") or [], panel, folder / panel[3])
+        published = data.get("published") or []
+        path = plot_panel(plt, points, published, panel, images, folder / panel[3])
         if path is None:
             click.echo(f"no {panel[1]} plot: no image is large enough for it", err=True)
         else:

@@ -5,6 +5,7 @@ See docs/sweep.md for the axes, the classical baselines and what "same losses" m
 
 import json
 import shlex
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +25,32 @@ class OneLineCommand(click.Command):
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
             raise SemnetError(exc.format_message()) from None
+
+
+class HiddenAlias(click.Option):
+    """An option whose spellings after the first still parse but stay out of --help: an old
+    spelling keeps working while the help names one."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        opts, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
+
+
+def repeats_option(default: int, text: str):
+    """``--repeats N``, spelled the same on every command (``--repeat`` still parses)."""
+    return click.option(
+        "--repeats",
+        "--repeat",
+        "repeats",
+        cls=HiddenAlias,
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=text,
+    )
 
 
 def split(text: str, flag: str) -> list[str]:
@@ -103,25 +130,31 @@ def _mean(group: list[dict], metric: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# metrics that only some sweeps score: (row key, column title, width)
+OPTIONAL_COLUMNS = (("ms_ssim", "MS-SSIM", 7), ("lpips", "LPIPS", 6), ("semantic_agree", "sem", 5))
+
+
 def summary(rows: list[dict]) -> str:
-    """Mean over images per contender and loss point, as a text table (LPIPS and semantic
-    accuracy when the rows have them)."""
+    """Mean over images per contender and loss point, as a text table (MS-SSIM, LPIPS and
+    semantic accuracy when the rows have them)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         interleave = "-" if r["interleave"] is None else ("on" if r["interleave"] else "off")
         key = (r["codec"], r["partition"], r["fill"], interleave, r["loss_model"])
         groups[(*key, f"{r['loss'] * 100:g}%")].append(r)
-    perceptual = any(r.get("lpips") is not None for r in rows)
+    optional = [
+        (metric, title, width)
+        for metric, title, width in OPTIONAL_COLUMNS
+        if any(r.get(metric) is not None for r in rows)
+    ]
     head = ["codec", "partition", "fill", "il", "model", "loss", "real", "PSNR", "SSIM", "bpp"]
     row = "{:<16} {:<12} {:<12} {:<3} {:<9} {:>5} {:>6} {:>6} {:>6} {:>6}"
-    if perceptual:
-        head += ["LPIPS", "sem"]
-        row += " {:>6} {:>5}"
+    head += [title for _, title, _ in optional]
+    row += "".join(f" {{:>{width}}}" for _, _, width in optional)
     lines = [(row + " decoded").format(*head)]
     for key, group in groups.items():
         n = len(group)
-        metrics = ["realised_loss", "psnr_db", "ssim", "bpp"]
-        metrics += ["lpips", "semantic_agree"] if perceptual else []
+        metrics = ["realised_loss", "psnr_db", "ssim", "bpp", *(m for m, _, _ in optional)]
         means = [_mean(group, m) for m in metrics]
         loss, psnr_db, ssim, bpp = means[:4]
         cells = [f"{loss:.1%}", f"{psnr_db:.2f}", f"{ssim:.3f}", f"{bpp:.3f}"]
@@ -150,12 +183,13 @@ def summary(rows: list[dict]) -> str:
 @click.option("--interleave", default="on", show_default=True, help="on, off or on,off")
 @click.option("--images", default=None, help="folder, eval or eval:NAME,... (default: demo photos)")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option(
-    "--repeats", type=int, default=1, show_default=True, help="loss draws per point (seed + r)"
-)
+@repeats_option(1, "loss draws per point (seed + r)")
 @click.option("--datagram-size", type=int, default=1200, show_default=True)
 @click.option("--out", default="sweep.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--online", is_flag=True, help="through sender/proxy/receiver daemons on loopback")
+@click.option(
+    "--resume", is_flag=True, help="keep the rows already in OUT's .jsonl journal, run the rest"
+)
 @click.option(
     "--perceptual", is_flag=True, help="also LPIPS and semantic accuracy (make metrics-extra)"
 )
@@ -175,12 +209,19 @@ def sweep(
     datagram_size,
     out,
     online,
+    resume,
     perceptual,
 ) -> None:
     """Measure quality against packet loss for every combination of the axes; comma-separated
-    flags give an axis several values. Writes JSON rows and prints mean quality per point."""
+    flags give an axis several values. Writes JSON rows and prints mean quality per point; each
+    row also goes to OUT with suffix .jsonl as soon as it is measured."""
+    from semnet.experiments.journal import Journal
+    from semnet.experiments.sweep import SweepSpec, run_sweep
     from semnet.models.zoo import DEFAULT_CODEC
-    from semnet.pipeline.sweep import SweepSpec, run_sweep
+
+    journal = Journal(Path(out).with_suffix(".jsonl"))
+    if journal.path == Path(out):
+        raise SemnetError(f"--out: {out} ends in .jsonl, the journal's suffix; name it .json")
 
     spec = SweepSpec(
         codecs=rate_points(split(codecs or DEFAULT_CODEC, "--codec"), qualities, bpp),
@@ -197,8 +238,23 @@ def sweep(
     )
     pictures = load_images(images)
     command = invocation(click.get_current_context())
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_sweep(pictures, spec, online=Path(tmp) if online else None, command=command)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_sweep(
+                pictures,
+                spec,
+                online=Path(tmp) if online else None,
+                command=command,
+                journal=journal,
+                resume=resume,
+                progress=sys.stderr.isatty(),
+            )
+    except (SemnetError, KeyboardInterrupt) as exc:
+        if not journal.rows:
+            raise
+        why = str(exc) if isinstance(exc, SemnetError) else "interrupted"
+        where = f"{journal.rows} rows kept in {journal.path}"
+        raise SemnetError(f"{why} ({where}{'' if online else '; --resume continues'})") from None
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1) + "\n")
     click.echo(summary(result["rows"]))

@@ -23,14 +23,12 @@ from semnet.core.impair import Impairment, ImpairSpec
 from semnet.core.wire import MAX_DATAGRAM
 from semnet.errors import ConfigError, SemnetError
 from semnet.experiments.published import published
+from semnet.experiments.sweep import zoo_codec as sweep_codec
 from semnet.models import DEFAULT_CODEC, zoo
 from semnet.models.codec import Codec
 from semnet.models.fill import get_fill
-from semnet.models.metrics import ms_ssim
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
 from semnet.pipeline.offline import FrameResult, transmit
-from semnet.pipeline.sweep import zoo_codec as sweep_codec
-from semnet.pipeline.tensors import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +76,20 @@ def lossless() -> Impairment:
     return Impairment(ImpairSpec(), 0)
 
 
-def _scored(r: FrameResult, image: np.ndarray, what: str) -> dict:
+def _scored(r: FrameResult, what: str) -> dict:
     """The row fields every codec shares; SemnetError if the lossless chain lost anything."""
     if r.datagrams_received != r.datagrams_sent or getattr(r, "decoded", True) is False:
         raise SemnetError(
             f"{what}: {r.datagrams_received} of {r.datagrams_sent} datagrams decoded on a "
             "lossless channel"
         )
-    cpu = torch.device("cpu")
     return {
         "bpp": r.bpp,
         "bytes_sent": r.bytes_sent,
         "datagrams": r.datagrams_sent,
         "psnr_db": r.psnr_db,
         "ssim": r.ssim,
-        "ms_ssim": ms_ssim(to_tensor(r.image, cpu), to_tensor(image, cpu)),
+        "ms_ssim": r.ms_ssim,
     }
 
 
@@ -120,7 +117,7 @@ def semnet_rows(
     rows = []
     for image_name, image in images.items():
         r = transmit(image, encoder, decoder, lossless())
-        rows.append(_row("semnet", name, image_name, _scored(r, image, f"{name} on {image_name}")))
+        rows.append(_row("semnet", name, image_name, _scored(r, f"{name} on {image_name}")))
     return rows
 
 
@@ -149,7 +146,7 @@ def classical_rows(
             )
             continue
         r = stream.transmit(image, contender, data, lossless(), datagram_size)
-        scored = _scored(r, image, f"{name} q{quality} on {image_name}")
+        scored = _scored(r, f"{name} q{quality} on {image_name}")
         rows.append(
             _row(
                 "classical",

@@ -25,19 +25,21 @@ def measure(
     seed: int = 1,
     perceptual: bool = False,
 ) -> dict:
-    """Mean and worst-image PSNR / SSIM per loss rate, and the mean bpp on the wire; with
-    ``perceptual`` mean LPIPS and semantic accuracy too (where their weights are installed)."""
+    """Mean and worst-image PSNR / SSIM per loss rate, mean MS-SSIM where every image is large
+    enough for it, and the mean bpp on the wire; with ``perceptual`` mean LPIPS and semantic
+    accuracy too (where their weights are installed)."""
     path = path or PathSettings()
     decoder = FrameDecoder(lambda _: codec, get_fill(fill))
     per_loss, bpps = {}, []
     for p in losses:
-        psnrs, ssims, lpips, agree = {}, [], [], []
+        psnrs, ssims, ms_ssims, lpips, agree = {}, [], [], [], []
         for i, (name, image) in enumerate(sorted(images.items())):
             encoder = FrameEncoder(codec, codec_id, path, seed=seed + i)
             impairment = Impairment(parse_spec(f"loss random {p * 100:g}%"), seed + i)
             r = transmit(image, encoder, decoder, impairment, perceptual=perceptual)
             psnrs[name] = r.psnr_db
             ssims.append(r.ssim)
+            ms_ssims.append(r.ms_ssim)
             bpps.append(r.bpp)
             if r.lpips is not None:
                 lpips.append(r.lpips)
@@ -47,6 +49,7 @@ def measure(
         per_loss[f"{p:g}"] = {
             "psnr_db": round(statistics.fmean(psnrs.values()), 3),
             "ssim": round(statistics.fmean(ssims), 4),
+            **({"ms_ssim": round(statistics.fmean(ms_ssims), 4)} if None not in ms_ssims else {}),
             **({"lpips": round(statistics.fmean(lpips), 4)} if lpips else {}),
             **({"semantic_accuracy": round(statistics.fmean(agree), 4)} if agree else {}),
             "worst_image": worst,

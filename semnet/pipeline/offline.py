@@ -27,6 +27,7 @@ class FrameResult:
     ssim: float
     image: np.ndarray
     timings: dict[str, float]
+    ms_ssim: float | None = None  # None on images too small for its 5 scales
     lpips: float | None = None  # with perceptual scoring (see semnet.pipeline.frames.score)
     semantic_agree: bool | None = None
 

@@ -1,0 +1,83 @@
+"""The JSON Lines journal of a sweep: a header naming the sweep, then each row as it finishes.
+
+An interrupted sweep keeps every finished row here, and a resumed one reads them back and
+measures only what is missing. A header that differs (other axes, images or mode) refuses to
+resume rather than mix the rows of two sweeps.
+"""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from semnet.errors import ConfigError
+
+Key = Callable[[dict], tuple]
+
+
+def _read(path: Path) -> tuple[dict | None, list[dict]]:
+    """(header, rows) of a journal, up to its first broken line (a row cut by a kill)."""
+    header, rows = None, []
+    with path.open() as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            if header is None:
+                header = record
+            else:
+                rows.append(record)
+    return header, rows
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """Top-level keys (one level down in dicts) whose values differ."""
+    out = []
+    for k in dict.fromkeys([*old, *new]):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{name}" for name in _differences(a, b)]
+        elif a != b:
+            out.append(k)
+    return out
+
+
+class Journal:
+    """Rows appended one a line and flushed as they finish. Nothing is touched until
+    :meth:`open` (after a sweep's checks pass); then ``done`` maps each kept row's key to the
+    row, so a resumed sweep can skip it, and ``rows`` counts what the file holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[tuple, dict] = {}
+        self.rows = 0
+        self.file = None
+
+    def open(self, header: dict, key: Key, resume: bool = False) -> "Journal":
+        header = json.loads(json.dumps(header))  # tuples as lists, as they come back
+        if resume and self.path.exists():
+            old, rows = _read(self.path)
+            if old != header:
+                changed = ", ".join(_differences(old or {}, header)) or "header"
+                raise ConfigError(
+                    f"--resume: {self.path} holds another sweep ({changed} differ); "
+                    "delete it or run without --resume"
+                )
+            self.done = {key(r): r for r in rows}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.path.open("w")  # rewritten whole: drops a cut last line
+        self.file.write(json.dumps(header) + "\n")
+        for row in self.done.values():
+            self.append(row)
+        return self
+
+    def append(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        self.rows += 1
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
