@@ -42,6 +42,7 @@ train: train-data
 bench: setup
 	$(BIN)/python benchmarks/frame_time.py
 	$(BIN)/python benchmarks/codec_time.py
+	$(BIN)/python benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -28,6 +29,15 @@ from semnet.errors import SemnetError
 )
 @click.option("--quality", type=int, help="rate point N of the sender's codec family (-qN)")
 @click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="frames in flight at once: the sender encodes one while it sends another and the "
+    "receiver decodes a third. Helps where cores are idle; on 2 cores the daemons are CPU-bound "
+    "and 1 (stop-and-wait) is as fast with the lowest latency (benchmarks/throughput.py)",
+)
 @key_option
 def send(
     images: tuple[str, ...],
@@ -36,9 +46,11 @@ def send(
     every: float | None,
     quality: int | None,
     bpp: float | None,
+    window: int,
     auth_key_file: str | None,
 ) -> None:
-    """Send IMAGES through the testbed and print what the receiver reported."""
+    """Send IMAGES through the testbed and print what the receiver reported (in the order
+    given, whatever order the frames finish in)."""
     from semnet.client import send_image
 
     key = load_key(auth_key_file)
@@ -48,15 +60,22 @@ def send(
             files.append((Path(path).name, Path(path).read_bytes()))
         except OSError as exc:
             raise SemnetError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def one(item: tuple[str, bytes]) -> dict | SemnetError:
+        try:
+            return send_image(sender, item[0], item[1], key=key, quality=quality, bpp=bpp)
+        except SemnetError as exc:
+            return exc
+
+    pool = ThreadPoolExecutor(window, thread_name_prefix="send")
     while True:
         reports = []
-        for name, data in files:
-            try:
-                report = send_image(sender, name, data, key=key, quality=quality, bpp=bpp)
-            except SemnetError as exc:
+        for report in pool.map(one, files):  # at most `window` requests in flight, in order
+            if isinstance(report, SemnetError):
                 if every is None:
-                    raise
-                click.echo(f"semnet: {exc} (retrying)", err=True)  # a feeder outlives restarts
+                    pool.shutdown(wait=False, cancel_futures=True)  # the frames not yet asked for
+                    raise report
+                click.echo(f"semnet: {report} (retrying)", err=True)  # a feeder outlives restarts
                 continue
             reports.append(report)
             if not as_json:

@@ -87,7 +87,11 @@ class Sender:
             why = exc.strerror or str(exc)
             raise ConfigError(f"data_to: cannot send to {cfg.data_to} ({why})") from None
         self.receiver = f"http://{cfg.receiver_http}"
-        self.lock = asyncio.Lock()  # one frame on the wire at a time: pacing stays honest
+        # Frames overlap in three stages: frame n+1 is encoded while frame n is paced onto the
+        # wire while frame n-1's report is awaited. Both locks are FIFO and a frame queues for
+        # the wire before it lets the next one encode, so frames reach the wire in their order.
+        self.encoding = asyncio.Lock()
+        self.wire = asyncio.Lock()  # one frame on the wire at a time: pacing stays honest
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="encode")
         self.sent = self.bytes_sent = self.frames = self.send_errors = self.report_errors = 0
         self.registry = daemon_registry("sender")
@@ -122,7 +126,7 @@ class Sender:
             OSError,
         ) as exc:
             raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
-        async with self.lock:
+        async with self.encoding:
             if codec.name != self.codec_name:
                 model = zoo.load(codec.name).to(self.encoder.device)
                 try:
@@ -130,8 +134,14 @@ class Sender:
                 except ConfigError as exc:
                     raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
                 self.codec_name = codec.name
-            report = await self.send_frame(name, image)
-        return web.json_response(report)
+            loop = asyncio.get_running_loop()
+            sent = await loop.run_in_executor(self.worker, self.encoder.encode, image)
+            await self.wire.acquire()
+        try:
+            reference_ok, send_time = await self.transmit(name, image, sent)
+        finally:
+            self.wire.release()
+        return web.json_response(await self.report(name, image, sent, reference_ok, send_time))
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
@@ -146,9 +156,9 @@ class Sender:
         except ModelError as exc:
             raise ValueError(str(exc)) from None
 
-    async def send_frame(self, name: str, image: np.ndarray) -> dict:
-        loop = asyncio.get_running_loop()
-        sent: SentFrame = await loop.run_in_executor(self.worker, self.encoder.encode, image)
+    async def transmit(self, name: str, image: np.ndarray, sent: SentFrame) -> tuple[bool, float]:
+        """Announce the frame on the side channel, then pace its datagrams; (whether the
+        receiver took the reference, seconds on the wire)."""
         ref = {
             "stream": self.cfg.stream,
             "frame": sent.frame,
@@ -162,15 +172,20 @@ class Sender:
         reference_ok = await self.post_reference(msgpack.packb(ref))
         t0 = time.perf_counter()
         await self.pace(sent.datagrams)
-        send_time = time.perf_counter() - t0
         self.frames += 1
+        return reference_ok, time.perf_counter() - t0
+
+    async def report(
+        self, name: str, image: np.ndarray, sent: SentFrame, reference_ok: bool, send_time: float
+    ) -> dict:
+        """What the client gets: the sender's side of the frame, then the receiver's report."""
         h, w = image.shape[:2]
         report = {
             "stream": self.cfg.stream,
             "frame": sent.frame,
             "first_seq": sent.first_seq,  # to match the frame against proxy fate traces
             "name": name,
-            "codec": self.codec_name,
+            "codec": zoo.entry_by_id(sent.descriptor.codec_id).name,
             "datagrams_sent": len(sent.datagrams),
             "bytes_sent": sent.bytes_sent,
             "bpp": 8 * sent.bytes_sent / (h * w),

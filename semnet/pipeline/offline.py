@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semnet.core.impair import Impairment
+from semnet.core.impair import ImpairModel
 from semnet.core.reassembly import Reassembler
 from semnet.core.wire import parse
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, SentFrame, lost_frame, score
@@ -32,10 +32,9 @@ class FrameResult:
     semantic_agree: bool | None = None
 
 
-def deliver(sent: SentFrame, impairment: Impairment, start: float, interval: float) -> list:
+def deliver(sent: SentFrame, impairment: ImpairModel, start: float, interval: float) -> list:
     """Datagrams as the receiver would see them: (arrival time, bytes), in arrival order."""
-    if getattr(impairment, "link", None) is not None:  # a replay has no link
-        impairment.feed_frame(sent.datagrams)
+    impairment.feed_frame(sent.datagrams)  # a link stage queues its slots; others ignore it
     arrivals = []
     for i, data in enumerate(sent.datagrams):
         for e in impairment.process(data, start + i * interval):
@@ -48,7 +47,7 @@ def transmit(
     image: np.ndarray,
     encoder: FrameEncoder,
     decoder: FrameDecoder,
-    impairment: Impairment,
+    impairment: ImpairModel,
     start: float = 0.0,
     interval: float = 1e-4,
     perceptual: bool = False,
