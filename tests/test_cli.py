@@ -20,7 +20,7 @@ def semnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     ("config", "expected"),
     [
         ("bogus_key: 1\n", "bogus_key: unknown key"),
-        ("deadline: -1\n", "deadline: -1.0 must be > 0"),
+        ("deadline: -1\n", "deadline: -1.0 must be in (0, 3600]"),
         ("max_frames: many\n", "max_frames: must be int"),
         ("listen: nowhere\n", "listen: 'nowhere' is not host:port"),
         ("fill: [zero\n", "invalid YAML"),

@@ -150,4 +150,3 @@ def test_frames_in_flight_overlap_and_each_report_comes_back(bed, photo, tmp_pat
     assert len({r["frame"] for r in reports}) == len(names)
     after = total(bed.metrics("receiver"), "semnet_receiver_datagrams_reordered_total")
     assert after == before  # no frame overtook another on the wire
-    assert bed.accounting().closes

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from semnet.client import request
+from semnet.core.auth import REQUEST_REFUSALS
 from semnet.errors import SemnetError
 from semnet.testbed import (
     LocalTestbed,
@@ -151,7 +152,7 @@ def test_unsigned_bodies_are_refused_before_they_are_read(tmp_path):
             "semnet_http_auth_rejected_total",
             "reason",
         )
-        assert rejected == {"missing": 3}
+        assert rejected == {**dict.fromkeys(REQUEST_REFUSALS, 0), "missing": 3}
     finally:
         stop_process(proc)
 

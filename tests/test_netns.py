@@ -206,8 +206,10 @@ def hosts(tmp_path):
 
 def daemon_config(name: str, tmp_path: Path) -> Path:
     """configs/docker/NAME.yaml with the data socket bound to its link, one torch thread (two
-    cores here), the receiver's output in tmp_path and the impairment under test."""
+    cores here), the receiver's output in tmp_path, the impairment under test, and the shared
+    key in tmp_path where the compose file's keygen service would have written it."""
     cfg = yaml.safe_load((ROOT / "configs" / "docker" / f"{name}.yaml").read_text())
+    cfg["auth_key_file"] = str(key_file(tmp_path))
     if name in DATA_BIND:
         cfg["listen"] = f"{DATA_BIND[name]}:{parse_address(cfg['listen'])[1]}"
     if name in ("sender", "receiver"):
@@ -218,6 +220,14 @@ def daemon_config(name: str, tmp_path: Path) -> Path:
         cfg["impair"], cfg["seed"] = IMPAIR, 7
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "semnet.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_bytes(os.urandom(32).hex().encode())
     return path
 
 
@@ -261,6 +271,7 @@ def test_three_hosts_scraped_by_prometheus_close_the_books(hosts, tmp_path):
             str(save_png(np.ascontiguousarray(image[:192, :256]), tmp_path / f"{name}.png"))
         )
     send = ("-m", "semnet", "send", *photos, *photos, "--sender", "127.0.0.1:7000", "--json")
+    send += ("--auth-key-file", str(key_file(tmp_path)))
     out = hosts.run("sender", sys.executable, *send, timeout=180)
     reports = json.loads(out)
     assert len(reports) == 6 and all(r["psnr_db"] is not None for r in reports)
