@@ -26,12 +26,12 @@ demo: setup
 	$(BIN)/semnet demo
 
 test: setup
-	$(BIN)/ruff check semnet tests benchmarks scripts
+	$(BIN)/ruff check semnet tests benchmarks scripts examples
 	$(BIN)/pytest -m "not gpu" -q
 
 lint: setup
-	$(BIN)/ruff check semnet tests benchmarks scripts
-	$(BIN)/ruff format --check semnet tests benchmarks scripts
+	$(BIN)/ruff check semnet tests benchmarks scripts examples
+	$(BIN)/ruff format --check semnet tests benchmarks scripts examples
 
 train-data: setup
 	$(BIN)/python scripts/install_training_photos.py

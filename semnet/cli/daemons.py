@@ -14,6 +14,18 @@ config_option = click.option(
     type=click.Path(dir_okay=False),
     help="YAML config; flags override its keys",
 )
+zoo_option = click.option(
+    "--zoo",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="zoo folder or manifest searched before the built-in zoo (repeatable; replaces the "
+    "config's zoo: list); sender and receiver need the same",
+)
+
+
+def given(flags: dict) -> dict:
+    """Flags as config overrides: a repeatable option given no value overrides nothing."""
+    return {k: (v or None) if isinstance(v, tuple) else v for k, v in flags.items()}
 
 
 @click.command()
@@ -22,7 +34,11 @@ config_option = click.option(
 @click.option("--http", help="host:port for `semnet send` and /metrics")
 @click.option("--data-to", help="host:port the datagrams go to (the proxy)")
 @click.option("--receiver-http", help="host:port of the receiver's side channel")
-@click.option("--codec", help="zoo codec name (with --quality or --bpp: a family, e.g. cnn-rd)")
+@click.option(
+    "--codec",
+    help="zoo codec name or manifest path (with --quality or --bpp: a family, e.g. cnn-rd)",
+)
+@zoo_option
 @click.option("--quality", type=int, help="rate point N of the family (its -qN entry)")
 @click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
 @click.option("--partition", help="channel | spatial | token | intra-token | patch[:AxB]")
@@ -37,7 +53,7 @@ def sender(config: str | None, **flags) -> None:
     """Encode images handed over by `semnet send` and send them as datagrams."""
     from semnet.daemons import sender as daemon
 
-    cfg = load_config(SenderConfig, config, flags)
+    cfg = load_config(SenderConfig, config, given(flags))
     run(lambda stop: daemon.serve(cfg, stop))
 
 
@@ -83,11 +99,12 @@ def proxy(config: str | None, **flags) -> None:
 @click.option("--fill", help="zero | mean | f0 | diffusion[:T[:τ]] (default T 10, τ 0)")
 @click.option("--output", help="folder for reconstructed images")
 @click.option("--deadline", type=float, help="seconds after a frame's first datagram")
+@zoo_option
 def receiver(config: str | None, **flags) -> None:
     """Reassemble, fill, decode and score frames; export metrics."""
     from semnet.daemons import receiver as daemon
 
-    cfg = load_config(ReceiverConfig, config, flags)
+    cfg = load_config(ReceiverConfig, config, given(flags))
     run(lambda stop: daemon.serve(cfg, stop))
 
 

@@ -27,14 +27,26 @@ class Group(click.Group):
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--zoo",
+    "zoos",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="a zoo folder or manifest searched first, for every command and the daemons it starts "
+    "(repeatable; adds to $SEMNET_ZOO)",
+)
 @click.version_option(package_name="semnet")
-def cli(log_level: str) -> None:
+def cli(log_level: str, zoos: tuple[str, ...]) -> None:
     """Semantic image communication over lossy packet networks: a testbed."""
     logging.basicConfig(
         level=log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if zoos:
+        from semnet.models import zoopath  # no torch: `semnet --zoo D proxy` stays light
+
+        zoopath.use(zoos, "--zoo")
 
 
 def main() -> None:

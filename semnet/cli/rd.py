@@ -35,7 +35,17 @@ def table(points: list[dict]) -> str:
 
 @click.command(cls=OneLineCommand)
 @click.option(
-    "--codec", "codecs", default=None, help="zoo codecs (default: every cnn-rd and the default)"
+    "--codec",
+    "codecs",
+    default=None,
+    help="zoo codecs or manifest paths (default: every cnn-rd and the default)",
+)
+@click.option(
+    "--zoo",
+    "zoo_path",
+    default=None,
+    type=click.Path(exists=True),
+    help="a zoo folder or manifest searched first (more: semnet --zoo DIR rd ...)",
 )
 @click.option(
     "--classical",
@@ -46,12 +56,15 @@ def table(points: list[dict]) -> str:
 @click.option("--images", default=None, help="folder, eval or eval:NAME,... (default: demo photos)")
 @click.option("--datagram-size", type=int, default=1200, show_default=True)
 @click.option("--out", default="rd.json", show_default=True, type=click.Path(dir_okay=False))
-def rd(codecs, classical, images, datagram_size, out) -> None:
+def rd(codecs, zoo_path, classical, images, datagram_size, out) -> None:
     """Measure the rate-distortion curve: each codec on each image through the real packet chain
     without loss, bpp counted on the wire. Writes JSON rows and prints the mean per rate point."""
     from semnet.experiments.rd import default_codecs, rate_points, run_rd
+    from semnet.models import zoo, zoopath
 
-    names = split(codecs, "--codec") if codecs else default_codecs()
+    zoopath.use([zoo_path] if zoo_path else [], "--zoo")
+    # a manifest path stands for the codec it holds (that manifest then searched first)
+    names = [zoo.canonical(n) for n in split(codecs, "--codec")] if codecs else default_codecs()
     contenders = [] if classical == "none" else split(classical, "--classical")
     pictures = load_images(images)
     command = invocation(click.get_current_context())

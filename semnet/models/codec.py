@@ -31,12 +31,24 @@ class Codec(nn.Module):
     quant: QuantDefaults
     zoo_name: str | None = None  # set when loaded from the zoo (fills look up its imputer)
 
-    def __init__(self, cbr: float, stride: int, bits: int) -> None:
-        """C = cbr * 3 * stride^2 latent channels, quantized to ``bits`` over [-1, 1] (tanh)."""
+    def __init__(
+        self,
+        cbr: float | None = None,
+        stride: int = 16,
+        bits: int = 5,
+        *,
+        channels: int | None = None,
+    ) -> None:
+        """C = cbr * 3 * stride^2 latent channels (or C = ``channels``), quantized to ``bits``
+        over [-1, 1] (tanh); a codec whose latent has another range sets ``self.quant`` to
+        another quantizer (e.g. asymmetric: each frame's own range) after this."""
         super().__init__()
-        latent_channels = round(cbr * 3 * stride**2)
+        if (cbr is None) == (channels is None):
+            raise ValueError("give one of cbr and channels")
+        latent_channels = round(cbr * 3 * stride**2) if channels is None else channels
         if latent_channels < 1:
-            raise ValueError(f"cbr {cbr} gives no latent channels at stride {stride}")
+            given = f"cbr {cbr}" if channels is None else f"channels {channels}"
+            raise ValueError(f"{given} gives no latent channels at stride {stride}")
         self.latent_channels, self.stride = latent_channels, stride
         self.quant = QuantDefaults(kind="uniform", bits=bits, lo=-1.0, hi=1.0)
         # Per-channel mean of the latent over the training data: the "mean" fill uses it, so it

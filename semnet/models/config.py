@@ -1,10 +1,12 @@
 """Model configs (configs/models/*.yaml): architecture, its parameters and how to train it."""
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semnet.config import check, load, read_yaml
+from semnet.errors import ConfigError
 
 positive = check(lambda v: v > 0, "must be > 0")
 probability = check(lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
@@ -35,11 +37,48 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class QuantChoice:
+    """The quantizer a codec is sent with, replacing the one its architecture declares:
+    ``asymmetric`` takes each frame's own min and max (any latent range, no tanh needed),
+    ``uniform`` a fixed [lo, hi] (default: the codec's), ``round`` the integer grid."""
+
+    kind: str = field(
+        metadata=check(
+            lambda v: v in ("uniform", "round", "asymmetric"), "is not uniform, round or asymmetric"
+        )
+    )
+    bits: int = field(metadata=check(lambda v: 1 <= v <= 16, "must be in 1..16"))
+    lo: float | None = None
+    hi: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "uniform" and (self.lo is not None or self.hi is not None):
+            raise ConfigError(f"quant: a {self.kind} quantizer sets its own range; give no lo, hi")
+        if self.lo is not None and self.hi is not None and not self.lo < self.hi:
+            raise ConfigError(f"quant: lo {self.lo} must be below hi {self.hi}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    name: str
+    name: str = field(
+        metadata=check(
+            lambda v: (
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v) is not None
+                and not v.endswith(".json")
+            ),
+            "must be 1-64 letters, digits, '.', '_' or '-' (a file name in the zoo)",
+        )
+    )
     codec_id: int = field(metadata=check(lambda v: 0 < v < 65536, "must be in 1..65535"))
     architecture: str
     params: dict[str, Any] = field(default_factory=dict)
+    # Train on every image under this folder (recursively) instead of the Debian photos
+    # (`make train-data`); `semnet train --data DIR` overrides it. Relative to the working folder.
+    data: str | None = None
+    quant: QuantChoice | None = None
     train: TrainSettings = field(default_factory=TrainSettings)
 
 
@@ -79,6 +118,7 @@ class ImputerConfig:
         metadata=check(lambda v: v > 0 and v % 8 == 0, "must be a positive multiple of 8"),
     )
     kappa: int = field(default=2, metadata=positive)
+    data: str | None = None  # as ModelConfig's: a folder of one's own instead of the Debian photos
     train: ImputerTrainSettings = field(default_factory=ImputerTrainSettings)
 
 
