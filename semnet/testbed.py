@@ -93,7 +93,8 @@ class Accounting:
     inside the receiver, ``received == accepted + duplicates + late + malformed``. Proxy
     duplicates are counted apart: they are extra copies, so they come off the right side.
     Injected datagrams are the ones a test sent itself (:meth:`LocalTestbed.inject`); socket
-    drops are the kernel's (a full receive queue), read from /proc/net/udp.
+    drops are the kernel's (a full receive queue), read from /proc/net/udp. Receiver reports
+    travel the other way (the proxy's reverse direction) and are in none of these terms.
     """
 
     sent: int  # sender: datagrams_sent_total
@@ -173,6 +174,18 @@ def forged_frames(
     return [packetize(q, desc, stream, frame, frame * 100)[0] for frame in range(count)]
 
 
+def shared_zoos(sender: dict, receiver: dict) -> list[str]:
+    """The zoos both daemons get: the sender's and the receiver's ``zoo:`` and the manifest a
+    sender's ``codec:`` names, as absolute paths (the receiver finds the codec by its id)."""
+    from semnet.models import zoopath
+
+    items = [*zoopath.as_list(sender.get("zoo")), *zoopath.as_list(receiver.get("zoo"))]
+    codec = sender.get("codec")
+    if isinstance(codec, str) and zoopath.is_manifest(codec):
+        items.append(codec)
+    return list(dict.fromkeys(str(Path(p).expanduser().resolve()) for p in items))
+
+
 class LocalTestbed:
     def __init__(
         self,
@@ -224,6 +237,9 @@ class LocalTestbed:
                 **(sender or {}),
             },
         }
+        zoos = shared_zoos(self.configs["sender"], self.configs["receiver"])
+        for name in ("sender", "receiver") if zoos else ():
+            self.configs[name]["zoo"] = zoos
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen] = {}
         self.injected = {"proxy": 0, "receiver": 0}
@@ -361,7 +377,7 @@ class LocalTestbed:
             proxy_dropped=by_label(px, "semnet_proxy_datagrams_dropped_total", "reason", **fwd),
             proxy_duplicated=int(metric(px, "semnet_proxy_datagrams_duplicated_total", **fwd)),
             proxy_out=int(metric(px, "semnet_proxy_datagrams_out_total", **fwd)),
-            proxy_held=int(metric(px, "semnet_proxy_pending_datagrams")),
+            proxy_held=int(metric(px, "semnet_proxy_queue_datagrams", **fwd)),
             received=int(metric(rx, "semnet_datagrams_received_total")),
             accepted=int(metric(rx, "semnet_receiver_datagrams_accepted_total")),
             duplicates=int(metric(rx, "semnet_receiver_datagrams_duplicate_total")),

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from semnet.core.partition import parse_spec
 from semnet.core.reassembly import Reassembler
 from semnet.images import load_image
-from semnet.models import zoo
+from semnet.models import backends, zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings, perceptual_available
 from semnet.testbed import LocalTestbed
@@ -58,7 +58,7 @@ def test_frame_decodes_and_matches_offline_bit_for_bit(bed, photo):
     assert report["psnr_db"] > 15 and 0 < report["ssim"] <= 1
     received = load_image(report["saved"])
 
-    codec = zoo.load(zoo.DEFAULT_CODEC)
+    codec = backends.load(zoo.DEFAULT_CODEC, threads=1)  # the daemons' backend and threads
     entry = zoo.entry(zoo.DEFAULT_CODEC)
     encoder = FrameEncoder(codec, entry.codec_id, PathSettings(parse_spec("channel")), seed=3)
     encoder.next_frame = report["frame"]

@@ -10,7 +10,7 @@ from semnet.core.partition import parse_spec
 from semnet.core.reassembly import Reassembler
 from semnet.core.wire import encode, parse
 from semnet.images import load_image
-from semnet.models import zoo
+from semnet.models import backends, zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
 from semnet.testbed import LocalTestbed, by_label, metric_totals
@@ -40,7 +40,7 @@ def test_coded_frame_matches_offline_bit_for_bit(bed, photo):
     report = bed.send(photo, "astronaut.png")
     assert report["codec"] == CODEC
     assert report["datagrams_received"] == report["datagrams_sent"] > 1
-    codec, entry = zoo.load(CODEC), zoo.entry(CODEC)
+    codec, entry = backends.load(CODEC, threads=1), zoo.entry(CODEC)
     encoder = FrameEncoder(codec, entry.codec_id, PathSettings(parse_spec("channel")), seed=3)
     encoder.next_frame = report["frame"]
     sent = encoder.encode(photo)
@@ -70,7 +70,7 @@ def test_corrupt_streams_are_counted_malformed_and_accounting_closes(bed, photo)
         bed.set_impairment("")
     assert sum(r["datagrams_received"] for r in reports) < sum(r["datagrams_sent"] for r in reports)
     # a one-datagram frame of our own whose stream is garbage: accepted, then not decodable
-    codec, entry = zoo.load(CODEC), zoo.entry(CODEC)
+    codec, entry = backends.load(CODEC, threads=1), zoo.entry(CODEC)
     sent = FrameEncoder(codec, entry.codec_id, PathSettings(), stream=9, seed=1).encode(photo)
     dg = parse(sent.datagrams[0])
     forged = replace(dg, count=1, index=0, payload=dg.payload[:8] + bytes(len(dg.payload) - 8))

@@ -51,6 +51,7 @@ def bed(tmp_path_factory):
         "save_images": False,
         "perceptual": False,  # the baseline below is without the LPIPS and classifier models
         "decode_unannounced": True,  # the harder case: bogus frames reach the decode backlog
+        "backend": "eager",  # the baseline below is torch's; OpenVINO adds about 130 MiB
     }
     sender = {"threads": 1, "rate_mbps": NOMINAL_MBPS, "datagram_size": DATAGRAM}
     with LocalTestbed(

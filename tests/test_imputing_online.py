@@ -11,7 +11,7 @@ from semnet.core.impair import Impairment, parse_spec
 from semnet.core.partition import parse_spec as parse_partition
 from semnet.core.reassembly import Reassembler
 from semnet.images import load_image
-from semnet.models import zoo
+from semnet.models import backends, zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings, perceptual_available
 from semnet.pipeline.offline import deliver
@@ -33,7 +33,8 @@ def photo() -> np.ndarray:
 
 
 def offline(photo: np.ndarray, frame: int) -> np.ndarray:
-    codec, entry = zoo.load(zoo.DEFAULT_CODEC), zoo.entry(zoo.DEFAULT_CODEC)
+    codec = backends.load(zoo.DEFAULT_CODEC, threads=1)  # as the daemons below run it
+    entry = zoo.entry(zoo.DEFAULT_CODEC)
     path = PathSettings(parse_partition("patch:4x4"), importance=True)
     encoder = FrameEncoder(codec, entry.codec_id, path, seed=5)
     encoder.next_frame = frame

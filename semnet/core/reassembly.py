@@ -12,6 +12,10 @@ channel (a sender waits for them) go last, so a flood of unannounced frames on m
 evicts its own. With a key, only authenticated datagrams get in, and an anti-replay window per
 stream refuses authentic datagrams older than the window (``replay``).
 
+Beside each stream's sequence tracker it keeps what a receiver report needs (jitter, frames
+delivered, where the stream's datagrams come from: :class:`semnet.core.feedback.StreamStats`);
+:meth:`Reassembler.heard` lists the streams that have something to report.
+
 Clock readings must come from a monotonic clock; one that steps back is treated as standing
 still, so deadlines stay ordered by first arrival and expire in that order.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 
 from semnet.core import coded, packetize
 from semnet.core.auth import Replay, ReplayWindow
+from semnet.core.feedback import StreamStats
 from semnet.core.seqnum import SeqClass, SequenceTracker, seq_diff
 from semnet.core.wire import Datagram, FrameDescriptor, parse
 from semnet.errors import ConfigError, WireError
@@ -152,10 +157,11 @@ class Reassembler:
         self.counters = ReassemblyCounters()
         self._pending: OrderedDict[FrameKey, AssembledFrame] = OrderedDict()
         self._per_stream: dict[int, int] = {}  # frames in flight per stream
-        self._announced: OrderedDict[FrameKey, None] = OrderedDict()  # evicted last
+        self._announced: OrderedDict[FrameKey, float] = OrderedDict()  # evicted last; -> pace
         self._delivered: OrderedDict[FrameKey, None] = OrderedDict()
         self._trackers: OrderedDict[int, SequenceTracker] = OrderedDict()
         self._windows: dict[int, ReplayWindow] = {}  # keyed like _trackers, evicted with them
+        self._stats: dict[int, StreamStats] = {}  # likewise
         self._buffered = 0
         self._clock = float("-inf")
 
@@ -177,8 +183,18 @@ class Reassembler:
         """The sequence tracker of ``stream`` (loss estimate, jumps), None if not tracked."""
         return self._trackers.get(stream)
 
-    def ingest(self, data: bytes, now: float) -> list[AssembledFrame]:
-        """Parse and validate raw bytes, then offer them; malformed ones are counted, not raised."""
+    def stats(self, stream: int) -> StreamStats | None:
+        """What the stream's reports need beside its tracker, None if not tracked."""
+        return self._stats.get(stream)
+
+    def heard(self) -> list[tuple[int, SequenceTracker, StreamStats]]:
+        """The streams a datagram was accepted on since their last report, with their state."""
+        return [(s, self._trackers[s], st) for s, st in self._stats.items() if st.heard]
+
+    def ingest(self, data: bytes, now: float, source: object = None) -> list[AssembledFrame]:
+        """Parse and validate raw bytes, then offer them; malformed ones are counted, not raised.
+        ``source`` (an address) is remembered per stream when the datagram is accepted: the
+        stream's reports go back there."""
         out = self.poll(now)
         try:
             dg = parse(data, self.key)
@@ -187,7 +203,7 @@ class Reassembler:
             self.counters.datagrams += 1
             self.counters.count_malformed(exc.reason)
             return out
-        out.extend(self._take(dg, len(data)))
+        out.extend(self._take(dg, len(data), source))
         return out
 
     def offer(self, dg: Datagram, size: int, now: float) -> list[AssembledFrame]:
@@ -200,7 +216,7 @@ class Reassembler:
         out.extend(self._take(dg, size))
         return out
 
-    def _take(self, dg: Datagram, size: int) -> list[AssembledFrame]:
+    def _take(self, dg: Datagram, size: int, source: object = None) -> list[AssembledFrame]:
         """File one datagram at the current clock; returns the frames it completed or evicted."""
         out: list[AssembledFrame] = []
         c = self.counters
@@ -228,6 +244,10 @@ class Reassembler:
         if seq_class is SeqClass.REORDERED:
             c.reordered += 1
         now = self._clock
+        stats = self._stats[dg.stream]
+        if frame is None and self._announced.get(key):
+            stats.pace = self._announced[key]
+        stats.arrived(dg.frame, dg.seq, now, dg.descriptor.datagram_size, source)
         if frame is None:
             frame = AssembledFrame(
                 dg.stream, dg.frame, dg.descriptor, {}, dg.count, False, now, now
@@ -283,17 +303,20 @@ class Reassembler:
         """Deliver every pending frame as it stands (shutdown)."""
         return [self._deliver(key) for key in list(self._pending)]
 
-    def announce(self, stream: int, frame: int, first_seq: int) -> None:
+    def announce(self, stream: int, frame: int, first_seq: int, pace: float = 0.0) -> None:
         """A sender said, on the reliable (and, with a key, signed) side channel, that it sends
-        ``frame`` from ``first_seq`` on. The frame is evicted last. If ``first_seq`` is not ahead
-        of what the stream has seen, the sender restarted: forget the stream's sequence state so
-        the new numbers are not taken for duplicates, replays or a jump."""
-        self._announced[(stream, frame)] = None
+        ``frame`` from ``first_seq`` on, paced ``pace`` seconds per byte (0: not said; the jitter
+        of its reports is measured against that pace). The frame is evicted last. If
+        ``first_seq`` is not ahead of what the stream has seen, the sender restarted: forget the
+        stream's sequence state (and report statistics) so the new numbers are not taken for
+        duplicates, replays or a jump."""
+        self._announced[(stream, frame)] = pace
         if len(self._announced) > self.recent:
             self._announced.popitem(last=False)
         tracker = self._trackers.get(stream)
         if tracker is not None and seq_diff(first_seq, tracker.highest) <= 0:
             self._trackers[stream] = SequenceTracker()
+            self._stats[stream] = StreamStats(source=self._stats[stream].source)
         window = self._windows.get(stream)
         if window is not None and seq_diff(first_seq, window.highest) <= 0:
             window.restart(first_seq)
@@ -306,8 +329,10 @@ class Reassembler:
             if len(self._trackers) >= self.max_streams:
                 old, _ = self._trackers.popitem(last=False)
                 self._windows.pop(old, None)
+                del self._stats[old]
                 self.counters.evicted_streams += 1
             tracker = self._trackers[stream] = SequenceTracker()
+            self._stats[stream] = StreamStats()
         else:
             self._trackers.move_to_end(stream)
         if self.key is not None:
@@ -329,6 +354,9 @@ class Reassembler:
         else:
             del self._per_stream[key[0]]
         self._buffered -= frame.size
+        stats = self._stats.get(key[0])
+        if stats is not None:
+            stats.frames += 1
         self._delivered[key] = None
         if len(self._delivered) > self.recent:
             self._delivered.popitem(last=False)

@@ -61,6 +61,12 @@ class SequenceTracker:
     the epoch's first moves the base back instead of making ``lost`` negative.
 
     ``received == in_order + reordered + duplicates + jumps + resyncs`` always holds.
+
+    Loss runs (bursts) are counted once they are settled: a number more than ``max_misorder``
+    behind the highest can no longer arrive as reordered, so whether it arrived is final there.
+    ``loss_runs`` counts runs of missing numbers settled so far and ``run_lost`` the numbers in
+    them. They are settled in batches, with a few big-integer operations, when read or before
+    the bitmap forgets them: the per-datagram path pays one comparison.
     """
 
     def __init__(
@@ -88,6 +94,10 @@ class SequenceTracker:
         self._counted = 0  # distinct datagrams counted in the current epoch
         self._expected_prior = 0  # expected and counted in epochs closed by a resync
         self._counted_prior = 0
+        self._loss_runs = 0  # runs of settled missing numbers (split_run cuts one in two)
+        self._run_lost = 0  # settled missing numbers, all runs together
+        self._in_run = False  # the newest settled number is missing
+        self._settle_from = 0  # extended seq of the oldest number not settled yet
 
     @property
     def highest(self) -> int | None:
@@ -103,6 +113,18 @@ class SequenceTracker:
     def cycles(self) -> int:
         """How many times the sequence number wrapped in the current epoch."""
         return self._max_ext >> SEQ_BITS
+
+    @property
+    def loss_runs(self) -> int:
+        """Runs of consecutive missing numbers, counted once settled."""
+        self._settle(self._seen)
+        return self._loss_runs
+
+    @property
+    def run_lost(self) -> int:
+        """Missing numbers in the runs of :attr:`loss_runs`."""
+        self._settle(self._seen)
+        return self._run_lost
 
     @property
     def expected(self) -> int:
@@ -128,7 +150,10 @@ class SequenceTracker:
         if 0 < d <= self.max_dropout:
             self._max_seq = seq
             self._max_ext += d
-            self._seen = ((self._seen << d) | 1) & self._window_mask
+            shifted = (self._seen << d) | 1
+            if self._max_ext - self._settle_from >= self.window:  # about to leave the bitmap
+                self._settle(shifted)
+            self._seen = shifted & self._window_mask
             self._counted += 1
             self._bad_seq = None
             self.in_order += 1
@@ -139,11 +164,14 @@ class SequenceTracker:
         if -self.max_misorder <= d < 0:
             self._seen |= 1 << -d
             self._base_ext = min(self._base_ext, self._max_ext + d)
+            # moves only with the epoch's first, which moves back only before anything settles
+            self._settle_from = min(self._settle_from, self._max_ext + d)
             self._counted += 1
             self._bad_seq = None
             self.reordered += 1
             return SeqClass.REORDERED
         if seq == self._bad_seq:
+            self._settle(self._seen)
             self._expected_prior = self.expected
             self._counted_prior += self._counted
             self._start_epoch(seq, seq - 1, 0b11)
@@ -153,6 +181,29 @@ class SequenceTracker:
         self.jumps += 1
         return SeqClass.JUMP
 
+    def split_run(self) -> None:
+        """End the loss run in progress here: its later losses count as a new run. A report
+        calls this so that each interval's mean burst covers its own losses only."""
+        self._settle(self._seen)
+        self._in_run = False
+
+    def _settle(self, seen: int) -> None:
+        """Count the numbers from ``_settle_from`` up to ``max_misorder`` behind the highest;
+        bit i of ``seen`` is ``max_seq - i`` (it may hold more than the window's bits)."""
+        target = self._max_ext - self.max_misorder  # numbers below this are settled
+        n = target - self._settle_from
+        if n <= 0:
+            return
+        mask = (1 << n) - 1
+        missing = ~(seen >> (self.max_misorder + 1)) & mask  # bit n-1: the oldest
+        if missing:
+            starts = missing & ~(missing >> 1)  # missing, and the number before it arrived
+            runs = starts.bit_count() - (self._in_run and missing >> (n - 1) & 1)
+            self._loss_runs += runs
+            self._run_lost += missing.bit_count()
+        self._in_run = bool(missing & 1)
+        self._settle_from = target
+
     def _start_epoch(self, seq: int, base_ext: int, seen: int) -> None:
         """Restart the extended numbering at ``seq``, counting the datagrams marked in ``seen``."""
         self._max_seq = seq
@@ -161,3 +212,5 @@ class SequenceTracker:
         self._seen = seen
         self._counted = seen.bit_count()
         self._bad_seq = None
+        self._in_run = False
+        self._settle_from = base_ext

@@ -17,7 +17,7 @@ from semnet.core.impair import parse_spec, spec_from_mapping
 from semnet.core.wire import QuantKind
 from semnet.daemons.net import parse_address
 from semnet.errors import ConfigError
-from semnet.models import DEFAULT_CODEC
+from semnet.models import BACKENDS, DEFAULT_CODEC, zoopath
 
 
 def parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
@@ -49,6 +49,9 @@ quant_kind = check(
 bit_width = check(lambda v: v is None or 1 <= v <= 16, "must be in 1..16 (unset: the codec's)")
 MAX_DEADLINE = 3600.0  # seconds; an incomplete frame must expire, or it holds its caps forever
 deadline_range = check(lambda v: 0 < v <= MAX_DEADLINE, f"must be in (0, {MAX_DEADLINE:g}] seconds")
+# Report numbers start from the wall clock in ms (receiver.py): 10 reports a second for each of
+# the reassembler's 64 streams stay below 1000 a second, so a restart starts ahead of them.
+report_period = check(lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or in 0.1..3600 s")
 
 
 def _impairment(value: str | dict) -> None:
@@ -60,6 +63,12 @@ def _impairment(value: str | dict) -> None:
 
 
 impairment = validate(_impairment)
+backend_name = check(
+    lambda v: v in BACKENDS, f"is not a backend ({', '.join(BACKENDS)}; docs/performance.md)"
+)
+# Zoo folders or manifest files searched before the built-in zoo (docs/plugins.md): one path or
+# a list. A sender and its receiver need the same ones (the receiver finds codecs by their id).
+zoo_paths = validate(zoopath.check_all)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ class SenderConfig(AuthKeys):
     http: str = field(default="127.0.0.1:7000", metadata=address)  # semnet send + /metrics
     data_to: str = field(default="127.0.0.1:7100", metadata=address)  # proxy (or receiver) UDP
     receiver_http: str = field(default="127.0.0.1:7201", metadata=address)  # reference channel
-    codec: str = DEFAULT_CODEC
+    codec: str = DEFAULT_CODEC  # a zoo codec's name, or the path of its manifest (.json)
+    zoo: str | tuple[str, ...] = field(default=(), metadata=zoo_paths)
     # A rate point of an entropy-coded family instead (codec then names the family; the
     # default codec stands for cnn-rd): quality N picks <family>-qN, bpp the best point whose
     # measured bits per pixel on the wire are at most bpp.
@@ -122,8 +132,12 @@ class SenderConfig(AuthKeys):
     )
     rate_mbps: float = field(default=200.0, metadata=positive)  # pacing of datagrams
     report_timeout: float = field(default=15.0, metadata=positive)
+    # A receiver report (reverse path) older than this is stale: the sender acts as if none came.
+    feedback_timeout: float = field(default=2.0, metadata=positive)
     max_pixels: int = field(default=MAX_PIXELS, metadata=positive)  # largest image for /send
     device: str = field(default="auto", metadata=device_name)
+    # What runs the codec's transforms: auto is OpenVINO on CPU when installed, else eager
+    backend: str = field(default="auto", metadata=backend_name)
     threads: int = field(default=2, metadata=thread_count)
 
 
@@ -162,6 +176,7 @@ class ReceiverConfig(AuthKeys):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
     fill: str = field(default="zero", metadata=fill_spec)  # zero|mean|f0|diffusion[:T[:τ]]
+    zoo: str | tuple[str, ...] = field(default=(), metadata=zoo_paths)
     perceptual: bool = True  # LPIPS and semantic accuracy per frame, when their weights exist
     deadline: float = field(default=0.5, metadata=deadline_range)  # s after a frame's 1st datagram
     # Folder for reconstructions; unset: $XDG_STATE_HOME/semnet/received (by default
@@ -179,7 +194,11 @@ class ReceiverConfig(AuthKeys):
     max_stream_frames: int = field(default=16, metadata=positive)  # frames in flight per stream
     max_pixels: int = field(default=MAX_PIXELS, metadata=positive)  # largest image decoded
     max_reference_bytes: int = field(default=64 * 2**20, metadata=positive)  # images held
+    # Seconds between receiver reports per stream, over the reverse path; 0: none.
+    report_interval: float = field(default=0.5, metadata=report_period)
     device: str = field(default="auto", metadata=device_name)
+    # What runs the codec's transforms: auto is OpenVINO on CPU when installed, else eager
+    backend: str = field(default="auto", metadata=backend_name)
     threads: int = field(default=2, metadata=thread_count)
 
 

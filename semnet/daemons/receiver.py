@@ -13,10 +13,15 @@ dropped, counted); a frame is decoded only if its descriptor is what its codec m
 image of at most ``max_pixels``; references are capped in number and bytes; saved images in
 bytes (``max_saved_bytes``, oldest deleted first); warnings per reason in rate. With a key,
 datagrams and control requests must be authenticated.
+
+Every ``report_interval`` a receiver report (semnet.core.feedback) goes out for each stream heard
+since its last one, from the listening socket to where the stream's datagrams came from: the
+proxy, whose reverse direction takes it back to the sender. Signed when a key is set.
 """
 
 import asyncio
 import logging
+import socket
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 from aiohttp import web
 
+from semnet.core import feedback
 from semnet.core.reassembly import (
     EVICTION_CAPS,
     MALFORMED_REASONS,
@@ -49,7 +55,7 @@ from semnet.daemons.saved import SavedImages
 from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
 from semnet.daemons.throttle import LogThrottle
 from semnet.errors import SemnetError
-from semnet.models import zoo
+from semnet.models import backends, zoo, zoopath
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, lost_frame, perceptual_available, score
 from semnet.pipeline.tensors import pick_device
@@ -68,6 +74,7 @@ class Reference:
     image: np.ndarray | None  # released once the frame is decoded; the report stays
     first_datagram: bytes  # its descriptor lets a wholly lost frame still be decoded
     count: int
+    pace: float  # seconds per byte the sender paces the frame at; 0: not said
     report: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -77,6 +84,7 @@ class Reference:
 class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
+        zoopath.use(zoopath.as_list(cfg.zoo))  # its zoos first, for every codec lookup
         self.key = cfg.load_auth_key()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -110,15 +118,41 @@ class Receiver:
         self.wake = asyncio.Event()
         self.timer: asyncio.TimerHandle | None = None
         self.sock_inode: int | None = None
+        # From the wall clock in ms, like the sender's boot numbers: a restarted receiver's
+        # reports are ahead of its last run's in the sender's replay window.
+        self.report_number = time.time_ns() // 10**6 % 2**32
+        self.reports_sent = self.report_errors = 0
+
+    # -- receiver reports -----------------------------------------------------------------
+    async def report_forever(self, sock: socket.socket) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.report_interval)
+            self.send_reports(sock)
+
+    def send_reports(self, sock: socket.socket) -> None:
+        """One report per stream heard since its last, back where its datagrams came from."""
+        for stream, tracker, stats in self.reassembler.heard():
+            report = stats.report(stream, self.report_number, tracker)
+            self.report_number = (self.report_number + 1) % 2**32
+            if stats.source is None:
+                continue
+            try:
+                sock.sendto(feedback.encode(report, self.key), stats.source)
+                self.reports_sent += 1
+            except OSError as exc:  # e.g. a full send buffer: the next interval brings news
+                self.report_errors += 1
+                self.warnings.warning("report", "report to %s failed: %s", stats.source, exc)
 
     def codec_for(self, codec_id: int):
-        return zoo.load(zoo.entry_by_id(codec_id).name).to(self.device)
+        """The codec a frame names, on this receiver's device and backend (compiled once)."""
+        name = zoo.entry_by_id(codec_id).name
+        return backends.load(name, self.cfg.backend, str(self.device), self.cfg.threads)
 
     # -- datagrams ------------------------------------------------------------------------
     def on_datagram(self, data: bytes, addr: tuple) -> None:
         self.received += 1
         self.bytes_received += len(data)
-        self.enqueue(self.reassembler.ingest(data, time.monotonic()))
+        self.enqueue(self.reassembler.ingest(data, time.monotonic(), addr))
 
     def enqueue(self, frames: list[AssembledFrame]) -> None:
         for f in frames:
@@ -275,7 +309,7 @@ class Receiver:
         except (ValueError, KeyError, TypeError, SemnetError, msgpack.UnpackException) as exc:
             raise web.HTTPBadRequest(text=f"bad reference: {exc}") from None
         key, image = (dg.stream, dg.frame), ref.image
-        self.reassembler.announce(dg.stream, dg.frame, dg.seq)
+        self.reassembler.announce(dg.stream, dg.frame, dg.seq, ref.pace)
         old = self.references.pop(key, None)
         if old is not None:
             self.release(old)
@@ -314,8 +348,11 @@ class Receiver:
         dg = parse(first, self.key)
         if (dg.stream, dg.frame, dg.index) != (stream, frame, 0):
             raise ValueError("first_datagram is not datagram 0 of this frame")
+        pace = msg.get("pace", 0.0)
+        if not isinstance(pace, float) or not 0.0 <= pace < 1.0:
+            raise ValueError("pace must be seconds per byte, a float in [0, 1)")
         array = np.frombuffer(image, dtype=np.uint8).reshape(h, w, 3)
-        return Reference(name[:200], array, first, count), dg
+        return Reference(name[:200], array, first, count, pace), dg
 
     def give_up(self, key: tuple[int, int], ref: Reference) -> None:
         """Decode from fill alone an announced frame of which nothing arrived (its datagrams were
@@ -398,6 +435,16 @@ class Receiver:
                 (("reason", reason),),
             )
         yield Sample(
+            "receiver_reports_sent_total",
+            "Receiver reports sent back over the reverse path",
+            self.reports_sent,
+        )
+        yield Sample(
+            "receiver_report_errors_total",
+            "Receiver reports the socket refused",
+            self.report_errors,
+        )
+        yield Sample(
             "receiver_references_evicted_total",
             "Reference images dropped to respect their caps before their frame was decoded",
             self.references_evicted,
@@ -456,6 +503,7 @@ async def serve(cfg: ReceiverConfig, stop: asyncio.Event) -> None:
     )
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
     worker = asyncio.create_task(rx.decode_forever())
+    reporter = asyncio.create_task(rx.report_forever(sock)) if cfg.report_interval else None
     log.info(
         "receiver: datagrams on %s, http on %s, fill %s, images to %s",
         format_address(sock.getsockname()),
@@ -466,6 +514,8 @@ async def serve(cfg: ReceiverConfig, stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:
+        if reporter is not None:
+            reporter.cancel()
         loop.remove_reader(sock.fileno())
         sock.close()
         worker.cancel()

@@ -4,8 +4,12 @@ Per image: encode and packetize on a worker thread; post the reference image (an
 for its descriptor) to the receiver over HTTP, bypassing the proxy; send the datagrams over UDP
 at ``rate_mbps``; then fetch the receiver's report and return it to the client.
 
-With a key, datagrams carry tags and every HTTP request (ours to the receiver, the client's
-/send to us) is signed. Frame ids and sequence numbers start from the wall clock, so a
+The receiver's reports (semnet.core.feedback) come back over the proxy's reverse path onto the
+datagram socket; the latest per stream is kept, exported, and returned with each /send, unless
+it is older than ``feedback_timeout`` (stale: then there is none).
+
+With a key, datagrams and reports carry tags and every HTTP request (ours to the receiver, the
+client's /send to us) is signed. Frame ids and sequence numbers start from the wall clock, so a
 restarted sender never reuses the numbers of its last run (see :func:`boot_numbers`).
 """
 
@@ -24,18 +28,26 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
 from semnet.core.auth import HEADER, sign_request
+from semnet.core.feedback import REFUSALS, ReceiverReport, ReportBook
 from semnet.core.partition import parse_spec
 from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample
-from semnet.daemons.net import parse_address, udp_socket
+from semnet.daemons.net import drain, parse_address, udp_socket
 from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
 from semnet.errors import ConfigError, ModelError
 from semnet.images import to_rgb
-from semnet.models import classifier, zoo
+from semnet.models import backends, classifier, zoo, zoopath
 from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
 from semnet.pipeline.tensors import pick_device
 
 log = logging.getLogger("semnet.sender")
+# The latest receiver report as gauges: (metric name suffix, help, ReceiverReport attribute)
+REPORT_GAUGES = (
+    ("fraction_lost", "Fraction lost in the latest receiver report's interval", "fraction_lost"),
+    ("cumulative_lost", "Datagrams lost since the stream began, as reported", "cumulative_lost"),
+    ("jitter_seconds", "Interarrival jitter (RFC 3550) in the latest receiver report", "jitter"),
+    ("mean_burst_datagrams", "Mean loss run in the latest report's interval", "mean_burst"),
+)
 
 
 def boot_numbers(now_ns: int) -> tuple[int, int]:
@@ -50,12 +62,13 @@ def boot_numbers(now_ns: int) -> tuple[int, int]:
 class Sender:
     def __init__(self, cfg: SenderConfig) -> None:
         self.cfg = cfg
+        zoopath.use(zoopath.as_list(cfg.zoo))  # its zoos first, for every codec lookup
         if cfg.importance and not classifier.available():
             raise ConfigError("importance: the CAM needs the classifier (make metrics-extra)")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.key = cfg.load_auth_key()
-        device = pick_device(cfg.device)
+        device = self.device = pick_device(cfg.device)
         entry = zoo.entry(zoo.rate_point(cfg.codec, cfg.quality, cfg.bpp))
         self.codec_name, self.configured = entry.name, entry
         path = PathSettings(
@@ -68,7 +81,7 @@ class Sender:
         )
         first_frame, first_seq = boot_numbers(time.time_ns())
         self.encoder = FrameEncoder(
-            zoo.load(entry.name).to(device),
+            self.load(entry.name),
             entry.codec_id,
             path,
             cfg.stream,
@@ -87,6 +100,7 @@ class Sender:
             why = exc.strerror or str(exc)
             raise ConfigError(f"data_to: cannot send to {cfg.data_to} ({why})") from None
         self.receiver = f"http://{cfg.receiver_http}"
+        self.book = ReportBook([cfg.stream], self.key, cfg.feedback_timeout)
         # Frames overlap in three stages: frame n+1 is encoded while frame n is paced onto the
         # wire while frame n-1's report is awaited. Both locks are FIFO and a frame queues for
         # the wire before it lets the next one encode, so frames reach the wire in their order.
@@ -97,6 +111,10 @@ class Sender:
         self.registry = daemon_registry("sender")
         self.registry.register(LiveCounters(self.samples))
         self.session: aiohttp.ClientSession | None = None
+
+    def load(self, name: str):
+        """A zoo codec on this sender's device and backend (loaded and compiled once)."""
+        return backends.load(name, self.cfg.backend, str(self.device), self.cfg.threads)
 
     async def post_send(self, request: web.Request) -> web.Response:
         """POST /send, body msgpack {"name": str, "image": encoded image file bytes}, and
@@ -128,7 +146,7 @@ class Sender:
             raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
         async with self.encoding:
             if codec.name != self.codec_name:
-                model = zoo.load(codec.name).to(self.encoder.device)
+                model = self.load(codec.name)
                 try:
                     self.encoder.switch(model, codec.codec_id)
                 except ConfigError as exc:
@@ -168,8 +186,11 @@ class Sender:
             "image": image.tobytes(),
             "first_datagram": sent.datagrams[0],
             "count": len(sent.datagrams),
+            "pace": 8 / (self.cfg.rate_mbps * 1e6),  # seconds per byte: the reports' jitter
         }
         reference_ok = await self.post_reference(msgpack.packb(ref))
+        last_seq = (sent.first_seq + len(sent.datagrams) - 1) % U32
+        self.book.sent(self.cfg.stream, sent.first_seq, last_seq)
         t0 = time.perf_counter()
         await self.pace(sent.datagrams)
         self.frames += 1
@@ -204,7 +225,20 @@ class Sender:
         else:
             report["error"] = "receiver did not take the reference, so it will not report"
         report["timings"] = {**sent.timings, **report.get("timings", {}), "send": send_time}
+        report["receiver_report"] = self.receiver_report(time.monotonic())
         return report
+
+    def on_report(self, data: bytes, _: tuple) -> None:
+        """A datagram on the reverse path: kept when it is a fresh, authentic, possible report,
+        else counted under its reason."""
+        self.book.receive(data, time.monotonic())
+
+    def receiver_report(self, now: float) -> dict | None:
+        """The latest report of our stream as /send returns it; None if none or stale."""
+        report = self.book.latest(self.cfg.stream, now)
+        if report is None:
+            return None
+        return {**report_fields(report), "age_s": self.book.age(self.cfg.stream, now)}
 
     async def pace(self, datagrams: list[bytes]) -> None:
         """Send at rate_mbps: sleep whenever the bytes sent run ahead of the clock."""
@@ -265,6 +299,56 @@ class Sender:
         yield Sample(
             "sender_report_errors_total", "Frames the receiver did not report", self.report_errors
         )
+        yield from self.feedback_samples(time.monotonic())
+
+    def feedback_samples(self, now: float):
+        book = self.book
+        yield Sample(
+            "sender_feedback_reports_total", "Receiver reports kept (reverse path)", book.accepted
+        )
+        for reason in REFUSALS:
+            yield Sample(
+                "sender_feedback_refused_total",
+                "Datagrams on the reverse path refused as receiver reports, by reason",
+                book.refused.get(reason, 0),
+                (("reason", reason),),
+            )
+        for stream in book.streams:
+            label = (("stream", str(stream)),)
+            yield Sample(
+                "sender_feedback_stale",
+                "1 when the stream has no receiver report younger than feedback_timeout",
+                float(book.latest(stream, now) is None),
+                label,
+                kind="gauge",
+            )
+            report = book.last(stream)
+            if report is None:
+                continue
+            yield Sample(
+                "sender_feedback_age_seconds",
+                "Seconds since the latest receiver report arrived",
+                book.age(stream, now),
+                label,
+                kind="gauge",
+            )
+            for name, doc, attr in REPORT_GAUGES:
+                value = getattr(report, attr)
+                yield Sample(f"sender_feedback_{name}", doc, value, label, kind="gauge")
+
+
+def report_fields(report: ReceiverReport) -> dict:
+    """A receiver report as JSON for `semnet send --json`."""
+    return {
+        "stream": report.stream,
+        "number": report.number,
+        "highest_seq": report.highest,
+        "fraction_lost": report.fraction_lost,
+        "cumulative_lost": report.cumulative_lost,
+        "jitter_s": report.jitter,
+        "mean_burst": report.mean_burst,
+        "frames": report.frames,
+    }
 
 
 async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
@@ -277,6 +361,8 @@ async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
     app = control_app(tx.key, tx.registry, client_max_size=8 * cfg.max_pixels + 2**20)
     app.add_routes([metrics_route(tx.registry), web.post("/send", tx.post_send)])
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
+    loop = asyncio.get_running_loop()
+    loop.add_reader(tx.sock.fileno(), drain(tx.sock, tx.on_report))
     log.info(
         "sender: codec %s, http on %s, datagrams to %s, side channel %s",
         tx.codec_name,
@@ -289,6 +375,7 @@ async def serve(cfg: SenderConfig, stop: asyncio.Event) -> None:
     finally:
         await runner.cleanup()
         await tx.session.close()
+        loop.remove_reader(tx.sock.fileno())
         tx.sock.close()
         tx.worker.shutdown(wait=True, cancel_futures=True)
         log.info("sender stopped: %d frames, %d datagrams", tx.frames, tx.sent)

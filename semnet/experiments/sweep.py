@@ -41,7 +41,7 @@ from semnet.core.partition import spec_name
 from semnet.core.wire import MAX_DATAGRAM
 from semnet.errors import ConfigError, SemnetError
 from semnet.experiments.journal import Journal
-from semnet.models import zoo
+from semnet.models import backends, zoo
 from semnet.models.codec import Codec
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
@@ -57,9 +57,10 @@ Loader = Callable[[str], tuple[Codec, int, dict]]  # name -> (codec, codec id, z
 
 
 def zoo_codec(name: str) -> tuple[Codec, int, dict]:
-    """A shipped codec, its wire id and its manifest entry."""
+    """A shipped codec on the daemons' default backend (so offline rows equal online ones), its
+    wire id and its manifest entry."""
     entry = zoo.entry(name)
-    return zoo.load(name), entry.codec_id, asdict(entry)
+    return backends.load(name), entry.codec_id, asdict(entry)
 
 
 def impairment_text(model: str, rate: float, burst_length: float | None) -> str:

@@ -10,9 +10,11 @@ Only the two transforms move: they are converted once per loaded codec (OpenVINO
 from the torch modules, ONNX Runtime through an in-memory ONNX export; dynamic batch and size,
 checked at load on another size than the one traced) and everything else — padding, cropping,
 quantizer defaults, entropy tables, fills — stays the torch codec's. Online equals offline bit
-for bit for one backend on one machine; across backends outputs differ in float rounding only.
+for bit for one backend and thread count on one machine (OpenVINO's last bits follow its
+thread count); across backends outputs differ in float rounding only.
 """
 
+import functools
 import importlib.util
 import io
 import logging
@@ -23,10 +25,12 @@ import numpy as np
 import torch
 
 from semnet.errors import ConfigError
+from semnet.models import BACKENDS, zoo
 from semnet.models.codec import Codec
 
 log = logging.getLogger("semnet.backends")
-BACKENDS = ("auto", "eager", "openvino", "onnxruntime")
+DEFAULT = "auto"  # daemons and offline runs alike, so online equals offline by default
+DEFAULT_THREADS = 2  # the daemons' default ``threads``, for the same reason
 AUTO_PREFERENCE = ("openvino",)  # what auto picks on CPU, best first, when installed
 MODULES = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime", "onnx")}
 
@@ -71,6 +75,15 @@ class ExportedCodec:
     def decode(self, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(self.synthesis(y.float().contiguous().numpy())))
         return x[..., :height, :width].clamp(0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=16)
+def load(name: str, backend: str = DEFAULT, device: str = "cpu", threads: int = DEFAULT_THREADS):
+    """A zoo codec ready to run: loaded once per process, on ``device``, its transforms in
+    ``backend`` with ``threads`` (what the daemons and the offline chain both use: the same
+    three give the same bits; OpenVINO's last bits can change with its thread count)."""
+    where = torch.device(device)
+    return accelerate(zoo.load(name).to(where), backend, where, threads)
 
 
 def accelerate(codec: Codec, backend: str, device: torch.device, threads: int = 0):
