@@ -383,3 +383,19 @@ def test_repeats_is_spelled_one_way_and_the_old_spelling_still_parses(command):
     assert ctx.params["repeats"] == 3
     text = command.get_help(ctx)
     assert "--repeats" in text and not re.search(r"--repeat\b", text)
+
+
+def test_sweep_takes_a_manifest_path_and_a_zoo(runner, folder, tmp_path, monkeypatch):
+    """--codec path/x.json stands for the codec it holds; --zoo puts a zoo first."""
+    from semnet.models import zoo
+
+    monkeypatch.delenv("SEMNET_ZOO", raising=False)
+    manifest = zoo.ZOO_DIR / "cnn-c64.json"
+    out = tmp_path / "zoo.json"
+    args = ["sweep", "--images", str(folder), "--codec", str(manifest), "--loss", "0"]
+    args += ["--zoo", str(zoo.ZOO_DIR), "--datagram-size", "300", "--out", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert {row["codec"] for row in json.loads(out.read_text())["rows"]} == {"cnn-c64"}
+    missing = runner.invoke(cli, ["sweep", "--zoo", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert missing.exit_code == 2 and "nowhere" in missing.output

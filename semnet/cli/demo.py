@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from semnet.cli.sweep import repeats_option
+from semnet.cli.zoos import use_zoo, zoo_option
 from semnet.errors import SemnetError
 from semnet.models import DEFAULT_CODEC
 
@@ -47,7 +48,10 @@ def mean(values: list[float]) -> float | None:
     show_default=True,
     help="comma-separated random loss rates (0..1)",
 )
-@click.option("--codec", default=DEFAULT_CODEC, show_default=True)
+@click.option(
+    "--codec", default=DEFAULT_CODEC, show_default=True, help="zoo codec name or manifest path"
+)
+@zoo_option
 @click.option("--quality", type=int, help="rate point N of an entropy-coded family (cnn-rd-qN)")
 @click.option("--bpp", type=float, help="the best rate point at most this many bits per pixel")
 @click.option("--fill", default="zero", show_default=True)
@@ -65,10 +69,11 @@ def mean(values: list[float]) -> float | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def demo(
-    images, losses, codec, quality, bpp, fill, partition, seed, repeats, workdir, as_json
+    images, losses, codec, zoo_path, quality, bpp, fill, partition, seed, repeats, workdir, as_json
 ) -> None:
     """Send photos through sender -> proxy -> receiver processes on loopback, and tabulate
     quality against loss."""
+    use_zoo(zoo_path)
     from semnet.core.partition import parse_spec, spec_name
     from semnet.images import image_files, load_image
     from semnet.testbed import LocalTestbed

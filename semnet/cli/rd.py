@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from semnet.cli.sweep import OneLineCommand, invocation, load_images, split
+from semnet.cli.zoos import use_zoo, zoo_option
 
 DEFAULT_CLASSICAL = "jpeg,webp,jpeg2000"
 
@@ -40,13 +41,7 @@ def table(points: list[dict]) -> str:
     default=None,
     help="zoo codecs or manifest paths (default: every cnn-rd and the default)",
 )
-@click.option(
-    "--zoo",
-    "zoo_path",
-    default=None,
-    type=click.Path(exists=True),
-    help="a zoo folder or manifest searched first (more: semnet --zoo DIR rd ...)",
-)
+@zoo_option
 @click.option(
     "--classical",
     default=DEFAULT_CLASSICAL,
@@ -60,9 +55,9 @@ def rd(codecs, zoo_path, classical, images, datagram_size, out) -> None:
     """Measure the rate-distortion curve: each codec on each image through the real packet chain
     without loss, bpp counted on the wire. Writes JSON rows and prints the mean per rate point."""
     from semnet.experiments.rd import default_codecs, rate_points, run_rd
-    from semnet.models import zoo, zoopath
+    from semnet.models import zoo
 
-    zoopath.use([zoo_path] if zoo_path else [], "--zoo")
+    use_zoo(zoo_path)
     # a manifest path stands for the codec it holds (that manifest then searched first)
     names = [zoo.canonical(n) for n in split(codecs, "--codec")] if codecs else default_codecs()
     contenders = [] if classical == "none" else split(classical, "--classical")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from semnet.cli.zoos import use_zoo, zoo_option
 from semnet.errors import SemnetError
 
 DEFAULT_LOSSES = "0,0.1,0.2,0.3,0.4"
@@ -165,7 +166,10 @@ def summary(rows: list[dict]) -> str:
 
 
 @click.command(cls=OneLineCommand)
-@click.option("--codec", "codecs", default=None, help="zoo codecs and jpeg|webp|jpeg2000[+rsN]")
+@click.option(
+    "--codec", "codecs", default=None, help="zoo codecs (or manifests), jpeg|webp|jpeg2000[+rsN]"
+)
+@zoo_option
 @click.option(
     "--quality",
     "qualities",
@@ -195,6 +199,7 @@ def summary(rows: list[dict]) -> str:
 )
 def sweep(
     codecs,
+    zoo_path,
     qualities,
     bpp,
     partitions,
@@ -217,14 +222,18 @@ def sweep(
     row also goes to OUT with suffix .jsonl as soon as it is measured."""
     from semnet.experiments.journal import Journal
     from semnet.experiments.sweep import SweepSpec, run_sweep
+    from semnet.models import zoo
     from semnet.models.zoo import DEFAULT_CODEC
 
+    use_zoo(zoo_path)
     journal = Journal(Path(out).with_suffix(".jsonl"))
     if journal.path == Path(out):
         raise SemnetError(f"--out: {out} ends in .jsonl, the journal's suffix; name it .json")
 
     spec = SweepSpec(
-        codecs=rate_points(split(codecs or DEFAULT_CODEC, "--codec"), qualities, bpp),
+        codecs=rate_points(
+            [zoo.canonical(n) for n in split(codecs or DEFAULT_CODEC, "--codec")], qualities, bpp
+        ),
         partitions=tuple(split(partitions, "--partition")),
         fills=tuple(split(fills, "--fill")),
         loss_models=tuple(split(loss_models, "--loss-model")),
