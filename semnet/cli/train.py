@@ -134,7 +134,23 @@ def train(
         parent = zoo.entry(cfg.train.init_from)
         step = {"command": parent.command, "steps": parent.steps, "sha256": parent.sha256}
         lineage = [*parent.lineage, step]
-    entry = zoo.ZooEntry(
+    entry = new_entry(
+        cfg,
+        steps=done,
+        config=yaml.safe_load(Path(config_path).read_text()),
+        data_manifest_sha256=photos.manifest_sha256,
+        lineage=lineage,
+        data_manifest=photos.manifest,
+    )
+    publish(model, entry, target, measure)
+
+
+def new_entry(cfg, **fields) -> "zoo.ZooEntry":
+    """A manifest entry for ``cfg``'s codec, before its weights are written."""
+    from semnet.models import zoo
+
+    quant = cfg.quant.as_dict() if cfg.quant is not None else None
+    return zoo.ZooEntry(
         name=cfg.name,
         codec_id=cfg.codec_id,
         architecture=cfg.architecture,
@@ -142,17 +158,22 @@ def train(
         file="",
         sha256="",
         dtype="",
-        steps=done,
         command=command_line(),
-        config=yaml.safe_load(Path(config_path).read_text()),
-        data_manifest_sha256=photos.manifest_sha256,
-        lineage=lineage,
-        quant=cfg.quant.as_dict() if cfg.quant is not None else None,
-        data_manifest=photos.manifest,
+        quant=quant,
+        **fields,
     )
-    entry = zoo.export(model, entry, directory=target)
+
+
+def publish(model, entry, target: Path, measure: bool, precision=None) -> None:
+    """Write the weights and the entry into ``target``, measured on the eval photos if asked."""
+    import torch
+
+    from semnet.models import zoo
+
+    precision = precision or torch.float16
+    entry = zoo.export(model, entry, precision, directory=target)
     if measure:
-        entry = zoo.export(model, replace(entry, metrics=measured(cfg.name)), directory=target)
+        entry = zoo.export(model, replace(entry, metrics=measured(entry.name)), precision, target)
         click.echo(json.dumps(entry.metrics, indent=1))
     click.echo(f"zoo entry written: {entry.name} ({target / entry.file})", err=True)
 
@@ -381,26 +402,9 @@ def zoo_import(
     target = zoo.check_new(cfg.name, cfg.codec_id)
     quant = cfg.quant.as_dict() if cfg.quant is not None else None
     model = zoo.imported(cfg.architecture, cfg.params, quant, Path(weights))
-    entry = zoo.ZooEntry(
-        name=cfg.name,
-        codec_id=cfg.codec_id,
-        architecture=cfg.architecture,
-        params=cfg.params,
-        file="",
-        sha256="",
-        dtype="",
-        steps=0,  # not trained here
-        command=command_line(),
-        config=data,
-        data_manifest_sha256="",  # unknown: trained elsewhere
-        quant=quant,
-    )
-    precision = getattr(torch, dtype)
-    entry = zoo.export(model, entry, precision, directory=target)
-    if measure:
-        entry = zoo.export(model, replace(entry, metrics=measured(cfg.name)), precision, target)
-        click.echo(json.dumps(entry.metrics, indent=1))
-    click.echo(f"zoo entry written: {entry.name} ({target / entry.file})", err=True)
+    # steps 0 and no data manifest: trained elsewhere
+    entry = new_entry(cfg, steps=0, config=data, data_manifest_sha256="")
+    publish(model, entry, target, measure, getattr(torch, dtype))
 
 
 COMMANDS = (train, train_imputer, zoo)
