@@ -6,7 +6,7 @@ quality goes into histograms with buckets chosen for PSNR and SSIM, labelled by 
 realised-loss buckets so a dashboard can draw quality versus loss with a bounded label set.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -41,6 +41,15 @@ class Sample:
     value: float
     labels: tuple[tuple[str, str], ...] = ()
     kind: str = "counter"  # or "gauge"
+
+
+def by_reason(
+    name: str, doc: str, counts: dict[str, int], reasons: tuple[str, ...] = ()
+) -> Iterator[Sample]:
+    """A counter per reason label: every known reason from zero (a dashboard's rate() needs the
+    series before the first event), then any other one met."""
+    for reason in [*reasons, *sorted(set(counts) - set(reasons))]:
+        yield Sample(name, doc, counts.get(reason, 0), (("reason", reason),))
 
 
 class LiveCounters(Collector):

@@ -42,7 +42,7 @@ from semnet.core.reassembly import (
 )
 from semnet.core.wire import MAX_COUNT, Datagram, parse
 from semnet.daemons.config import ReceiverConfig, output_folder
-from semnet.daemons.metrics import FrameQuality, LiveCounters, Sample
+from semnet.daemons.metrics import FrameQuality, LiveCounters, Sample, by_reason
 from semnet.daemons.net import (
     drain,
     format_address,
@@ -392,13 +392,12 @@ class Receiver:
             "Datagrams stored in a frame (received = accepted + duplicate + late + malformed)",
             c.accepted,
         )
-        for reason in known(MALFORMED_REASONS, c.malformed_by_reason):
-            yield Sample(
-                "receiver_datagrams_malformed_total",
-                "Malformed datagrams dropped",
-                c.malformed_by_reason.get(reason, 0),
-                (("reason", reason),),
-            )
+        yield from by_reason(
+            "receiver_datagrams_malformed_total",
+            "Malformed datagrams dropped",
+            c.malformed_by_reason,
+            MALFORMED_REASONS,
+        )
         yield Sample(
             "receiver_datagrams_duplicate_total", "Duplicate datagrams dropped", c.duplicates
         )
@@ -419,21 +418,19 @@ class Receiver:
             "Announced frames of which nothing arrived",
             self.frames_lost,
         )
-        for cap in known(EVICTION_CAPS, c.evicted_by_reason):
-            yield Sample(
-                "receiver_frames_evicted_total",
-                "Frames cut short by a cap (max_frames, max_bytes, max_stream_frames)",
-                c.evicted_by_reason.get(cap, 0),
-                (("reason", cap),),
-            )
-        for reason in known(DROP_REASONS, self.frames_dropped):
-            yield Sample(
-                "receiver_frames_dropped_total",
-                "Frames not decoded: nobody announced them, decoder backlog full, descriptor "
-                "not decodable, or decoding failed",
-                self.frames_dropped.get(reason, 0),
-                (("reason", reason),),
-            )
+        yield from by_reason(
+            "receiver_frames_evicted_total",
+            "Frames cut short by a cap (max_frames, max_bytes, max_stream_frames)",
+            c.evicted_by_reason,
+            EVICTION_CAPS,
+        )
+        yield from by_reason(
+            "receiver_frames_dropped_total",
+            "Frames not decoded: nobody announced them, decoder backlog full, descriptor "
+            "not decodable, or decoding failed",
+            self.frames_dropped,
+            DROP_REASONS,
+        )
         yield Sample(
             "receiver_reports_sent_total",
             "Receiver reports sent back over the reverse path",
@@ -468,11 +465,6 @@ class Receiver:
             self.reassembler.buffered_bytes,
             kind="gauge",
         )
-
-
-def known(reasons: tuple[str, ...], seen: dict[str, int]) -> list[str]:
-    """Every reason a counter can have, exported from zero, plus any met that is not listed."""
-    return [*reasons, *sorted(set(seen) - set(reasons))]
 
 
 def whole(msg: dict, key: str, most: int) -> int:

@@ -31,7 +31,7 @@ from semnet.core.auth import HEADER, sign_request
 from semnet.core.feedback import REFUSALS, ReceiverReport, ReportBook
 from semnet.core.partition import parse_spec
 from semnet.daemons.config import SenderConfig
-from semnet.daemons.metrics import LiveCounters, Sample
+from semnet.daemons.metrics import LiveCounters, Sample, by_reason
 from semnet.daemons.net import drain, parse_address, udp_socket
 from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
 from semnet.errors import ConfigError, ModelError
@@ -306,13 +306,12 @@ class Sender:
         yield Sample(
             "sender_feedback_reports_total", "Receiver reports kept (reverse path)", book.accepted
         )
-        for reason in REFUSALS:
-            yield Sample(
-                "sender_feedback_refused_total",
-                "Datagrams on the reverse path refused as receiver reports, by reason",
-                book.refused.get(reason, 0),
-                (("reason", reason),),
-            )
+        yield from by_reason(
+            "sender_feedback_refused_total",
+            "Datagrams on the reverse path refused as receiver reports, by reason",
+            book.refused,
+            REFUSALS,
+        )
         for stream in book.streams:
             label = (("stream", str(stream)),)
             yield Sample(

@@ -19,7 +19,7 @@ from prometheus_client import (
 
 import semnet
 from semnet.core.auth import HEADER, REQUEST_REFUSALS, RequestVerifier
-from semnet.daemons.metrics import LiveCounters, Sample
+from semnet.daemons.metrics import LiveCounters, by_reason
 from semnet.daemons.net import bind_error, new_event_loop
 from semnet.daemons.throttle import LogThrottle
 
@@ -93,13 +93,12 @@ def authenticate(verifier: RequestVerifier):
 
 
 def auth_samples(verifier: RequestVerifier):
-    for reason in REQUEST_REFUSALS:
-        yield Sample(
-            "http_auth_rejected_total",
-            "Control requests refused by authentication",
-            verifier.rejected.get(reason, 0),
-            (("reason", reason),),
-        )
+    yield from by_reason(
+        "http_auth_rejected_total",
+        "Control requests refused by authentication",
+        verifier.rejected,
+        REQUEST_REFUSALS,
+    )
 
 
 def metrics_route(registry: CollectorRegistry) -> web.RouteDef:
