@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from semnet.core.impair import Impairment
+from semnet.core.impair import parse_spec as parse_impairment
 from semnet.core.partition import parse_spec
-from semnet.core.reassembly import Reassembler
 from semnet.images import load_image
 from semnet.models import backends, zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings, perceptual_available
+from semnet.pipeline.offline import transmit
 from semnet.testbed import LocalTestbed
 
 pytestmark = pytest.mark.slow
@@ -52,21 +54,23 @@ def bed(tmp_path_factory):
 
 
 def test_frame_decodes_and_matches_offline_bit_for_bit(bed, photo):
+    """The daemons and the offline chain make one FrameReport: same fields, same values."""
     report = bed.send(photo, "astronaut.png")
     assert report["datagrams_received"] == report["datagrams_sent"] > 1
     assert report["loss_ratio"] == 0.0
     assert report["psnr_db"] > 15 and 0 < report["ssim"] <= 1
-    received = load_image(report["saved"])
 
     codec = backends.load(zoo.DEFAULT_CODEC, threads=1)  # the daemons' backend and threads
     entry = zoo.entry(zoo.DEFAULT_CODEC)
     encoder = FrameEncoder(codec, entry.codec_id, PathSettings(parse_spec("channel")), seed=3)
     encoder.next_frame = report["frame"]
-    sent = encoder.encode(photo)
-    reassembler = Reassembler()
-    frames = [f for d in sent.datagrams for f in reassembler.ingest(d, 0.0)]
-    decoded = FrameDecoder(lambda _: codec, get_fill("zero")).decode(frames[0])
-    assert np.array_equal(decoded.image, received)
+    decoder = FrameDecoder(lambda _: codec, get_fill("zero"))
+    offline = transmit(photo, encoder, decoder, Impairment(parse_impairment(""), 3))
+    assert np.array_equal(offline.image, load_image(report["saved"]))
+    assert set(offline.to_json()) == set(report) - {"error"}
+    same = ("stream", "frame", "datagrams_sent", "datagrams_received", "datagrams_malformed")
+    same += ("bytes_sent", "bpp", "loss_ratio", "psnr_db", "ssim", "ms_ssim")
+    assert {k: report[k] for k in same} == {k: getattr(offline, k) for k in same}
 
 
 def test_counters_reconcile_under_loss(bed, photo):

@@ -31,7 +31,8 @@ from semnet.core.wire import (
 )
 from semnet.errors import ConfigError, SemnetError
 from semnet.pipeline.frames import SentFrame, score
-from semnet.pipeline.offline import FrameResult, deliver
+from semnet.pipeline.offline import deliver
+from semnet.pipeline.report import FrameReport
 
 STREAM_HEADER = struct.Struct(">IB")  # stream length, FEC overhead in percent
 BYTES = QuantSpec(QuantKind.UNIFORM, 8, 0.0, 255.0)  # a byte is an 8-bit value
@@ -138,7 +139,7 @@ def receive(frame: AssembledFrame | None, shape: tuple[int, ...]) -> np.ndarray 
 
 
 @dataclass
-class ClassicalResult(FrameResult):
+class ClassicalResult(FrameReport):
     decoded: bool = True  # False: the frame was lost and scored as the fallback picture
 
 

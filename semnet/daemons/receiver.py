@@ -58,6 +58,7 @@ from semnet.errors import SemnetError
 from semnet.models import backends, zoo, zoopath
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, lost_frame, perceptual_available, score
+from semnet.pipeline.report import FrameReport
 from semnet.pipeline.tensors import pick_device
 
 log = logging.getLogger("semnet.receiver")
@@ -203,7 +204,7 @@ class Receiver:
             key = (frame.stream, frame.frame)
             try:
                 report = await loop.run_in_executor(self.worker, self.finish, frame)
-                for reason, n in report["datagrams_malformed"].items():  # on the loop thread
+                for reason, n in report.datagrams_malformed.items():  # on the loop thread
                     self.reassembler.counters.reclassify_malformed(reason, n)
             except SemnetError as exc:  # a codec id the zoo lacks, a descriptor it cannot make
                 report = self.undecodable(frame, "undecodable", exc)
@@ -221,20 +222,20 @@ class Receiver:
             self.reference_bytes -= ref.image.nbytes
             ref.image = None
 
-    def undecodable(self, frame: AssembledFrame, reason: str, exc: Exception) -> dict:
+    def undecodable(self, frame: AssembledFrame, reason: str, exc: Exception) -> FrameReport:
         """Count a frame that could not be decoded; the report says why."""
         self.count_dropped(reason)
         if (frame.stream, frame.frame) in self.references or reason == "decode_error":
             self.warnings.warning(
                 reason, "frame %d of stream %d dropped: %s", frame.frame, frame.stream, exc
             )
-        return {
-            "stream": frame.stream,
-            "frame": frame.frame,
-            "datagrams_sent": frame.count,
-            "datagrams_received": frame.received,
-            "error": f"receiver could not decode: {exc}",
-        }
+        return FrameReport(
+            stream=frame.stream,
+            frame=frame.frame,
+            datagrams_sent=frame.count,
+            datagrams_received=frame.received,
+            error=f"receiver could not decode: {exc}",
+        )
 
     def check_decodable(self, frame: AssembledFrame) -> None:
         """Refuse a descriptor its codec would not have produced, or one too large: forged ones
@@ -250,7 +251,7 @@ class Receiver:
                 f"latent {desc.latent} is not the codec's {expected} for the image size"
             )
 
-    def finish(self, frame: AssembledFrame) -> dict:
+    def finish(self, frame: AssembledFrame) -> FrameReport:
         """Decode, score, save and count one frame (on the worker thread)."""
         self.check_decodable(frame)
         decoded = self.decoder.decode(frame)
@@ -272,24 +273,20 @@ class Receiver:
         latency = time.monotonic() - frame.first_arrival if frame.datagrams else 0.0
         self.quality.observe(codec, self.fill_name, decoded.loss_ratio, latency, quality)
         self.frames_decoded += 1
-        report = {
-            "stream": frame.stream,
-            "frame": frame.frame,
-            "name": name,
-            "codec": codec,
-            "fill": self.fill_name,
-            "datagrams_sent": frame.count,
-            "datagrams_received": decoded.received,
-            "datagrams_malformed": dict(decoded.dropped),
-            "loss_ratio": decoded.loss_ratio,
-            "psnr_db": quality.get("psnr_db"),
-            "ssim": quality.get("ssim"),
-            "lpips": quality.get("lpips"),
-            "semantic_agree": quality.get("semantic_agree"),
-            "ms_ssim": quality.get("ms_ssim"),
-            "saved": saved,
-            "timings": decoded.timings,
-        }
+        report = FrameReport(
+            stream=frame.stream,
+            frame=frame.frame,
+            name=name,
+            codec=codec,
+            fill=self.fill_name,
+            datagrams_sent=frame.count,
+            datagrams_received=decoded.received,
+            datagrams_malformed=dict(decoded.dropped),
+            loss_ratio=decoded.loss_ratio,
+            saved=saved,
+            timings=decoded.timings,
+            **quality,
+        )
         log.info(
             "frame %d stream %d: %d/%d datagrams, loss %.3f, PSNR %s dB, SSIM %s",
             frame.frame,
@@ -375,7 +372,7 @@ class Receiver:
             report = await asyncio.shield(ref.report)
         except asyncio.CancelledError:
             raise web.HTTPGone(text="reference evicted before the frame was decoded") from None
-        return web.json_response(report)
+        return web.json_response(report.to_json())
 
     def samples(self):
         c = self.reassembler.counters

@@ -19,6 +19,7 @@ import logging
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import aiohttp
 import msgpack
@@ -34,10 +35,11 @@ from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample, by_reason
 from semnet.daemons.net import drain, parse_address, udp_socket
 from semnet.daemons.service import control_app, daemon_registry, metrics_route, serve_http
-from semnet.errors import ConfigError, ModelError
+from semnet.errors import ConfigError, ModelError, SemnetError
 from semnet.images import to_rgb
 from semnet.models import backends, classifier, zoo, zoopath
 from semnet.pipeline.frames import U32, FrameEncoder, PathSettings, SentFrame
+from semnet.pipeline.report import FrameReport
 from semnet.pipeline.tensors import pick_device
 
 log = logging.getLogger("semnet.sender")
@@ -159,7 +161,8 @@ class Sender:
             reference_ok, send_time = await self.transmit(name, image, sent)
         finally:
             self.wire.release()
-        return web.json_response(await self.report(name, image, sent, reference_ok, send_time))
+        report = await self.report(name, image, sent, reference_ok, send_time)
+        return web.json_response(report.to_json())
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
@@ -198,13 +201,14 @@ class Sender:
 
     async def report(
         self, name: str, image: np.ndarray, sent: SentFrame, reference_ok: bool, send_time: float
-    ) -> dict:
-        """What the client gets: the sender's side of the frame, then the receiver's report."""
+    ) -> FrameReport:
+        """What the client gets: the receiver's report of the frame with the sender's side on
+        top."""
         h, w = image.shape[:2]
-        report = {
+        ours = {
             "stream": self.cfg.stream,
             "frame": sent.frame,
-            "first_seq": sent.first_seq,  # to match the frame against proxy fate traces
+            "first_seq": sent.first_seq,
             "name": name,
             "codec": zoo.entry_by_id(sent.descriptor.codec_id).name,
             "datagrams_sent": len(sent.datagrams),
@@ -217,15 +221,22 @@ class Sender:
             name,
             len(sent.datagrams),
             sent.bytes_sent,
-            report["bpp"],
+            ours["bpp"],
         )
         if reference_ok:
-            report.update(await self.fetch_report(sent.frame))
-            report["datagrams_sent"] = len(sent.datagrams)
+            theirs = await self.fetch_report(sent.frame)
         else:
-            report["error"] = "receiver did not take the reference, so it will not report"
-        report["timings"] = {**sent.timings, **report.get("timings", {}), "send": send_time}
-        report["receiver_report"] = self.receiver_report(time.monotonic())
+            theirs = FrameReport(
+                frame=sent.frame,
+                datagrams_sent=len(sent.datagrams),
+                error="receiver did not take the reference, so it will not report",
+            )
+        report = replace(
+            theirs,
+            **ours,
+            timings={**sent.timings, **theirs.timings, "send": send_time},
+            receiver_report=self.receiver_report(time.monotonic()),
+        )
         return report
 
     def on_report(self, data: bytes, _: tuple) -> None:
@@ -276,7 +287,7 @@ class Sender:
             log.warning("receiver %s unreachable for the reference: %s", self.receiver, exc)
             return False
 
-    async def fetch_report(self, frame: int) -> dict:
+    async def fetch_report(self, frame: int) -> FrameReport:
         path = f"/report/{self.cfg.stream}/{frame}"
         try:
             timeout = aiohttp.ClientTimeout(total=self.cfg.report_timeout)
@@ -285,11 +296,12 @@ class Sender:
                 self.receiver + path, timeout=timeout, headers=headers
             ) as r:
                 r.raise_for_status()
-                return await r.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                return FrameReport.from_json(await r.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, SemnetError) as exc:
             self.report_errors += 1
             log.warning("no report for frame %d: %s", frame, exc)
-            return {"error": f"receiver did not report: {exc or type(exc).__name__}"}
+            error = f"receiver did not report: {exc or type(exc).__name__}"
+            return FrameReport(frame=frame, datagrams_sent=0, error=error)
 
     def samples(self):
         yield Sample("datagrams_sent_total", "Datagrams sent", self.sent)

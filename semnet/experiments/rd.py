@@ -28,7 +28,8 @@ from semnet.models import DEFAULT_CODEC, zoo
 from semnet.models.codec import Codec
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
-from semnet.pipeline.offline import FrameResult, transmit
+from semnet.pipeline.offline import transmit
+from semnet.pipeline.report import FrameReport
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def lossless() -> Impairment:
     return Impairment(ImpairSpec(), 0)
 
 
-def _scored(r: FrameResult, what: str) -> dict:
+def _scored(r: FrameReport, what: str) -> dict:
     """The row fields every codec shares; SemnetError if the lossless chain lost anything."""
     if r.datagrams_received != r.datagrams_sent or getattr(r, "decoded", True) is False:
         raise SemnetError(

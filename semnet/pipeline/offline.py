@@ -5,31 +5,15 @@ a fixed pacing interval and reach the reassembler in release order. Same seed, s
 for bit — which is what makes paired sweeps possible.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from semnet.core.impair import ImpairModel
 from semnet.core.reassembly import Reassembler
 from semnet.core.wire import parse
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, SentFrame, lost_frame, score
+from semnet.pipeline.report import FrameReport
 
-
-@dataclass
-class FrameResult:
-    frame: int
-    datagrams_sent: int
-    datagrams_received: int
-    bytes_sent: int
-    bpp: float
-    loss_ratio: float
-    psnr_db: float
-    ssim: float
-    image: np.ndarray
-    timings: dict[str, float]
-    ms_ssim: float | None = None  # None on images too small for its 5 scales
-    lpips: float | None = None  # with perceptual scoring (see semnet.pipeline.frames.score)
-    semantic_agree: bool | None = None
+FrameResult = FrameReport  # until the sweep imports FrameReport
 
 
 def deliver(sent: SentFrame, impairment: ImpairModel, start: float, interval: float) -> list:
@@ -51,7 +35,7 @@ def transmit(
     start: float = 0.0,
     interval: float = 1e-4,
     perceptual: bool = False,
-) -> FrameResult:
+) -> FrameReport:
     """Send one image through encoder -> impairment -> reassembler -> decoder and score it
     (``perceptual``: LPIPS and semantic agreement too)."""
     sent = encoder.encode(image)
@@ -64,10 +48,13 @@ def transmit(
     ours = [f for f in frames if f.frame == sent.frame] or [lost_frame(parse(sent.datagrams[0]))]
     decoded = decoder.decode(ours[0])
     quality = score(decoded.image, image, perceptual)
-    return FrameResult(
+    return FrameReport(
+        stream=ours[0].stream,
         frame=sent.frame,
+        first_seq=sent.first_seq,
         datagrams_sent=len(sent.datagrams),
         datagrams_received=decoded.received,
+        datagrams_malformed=dict(decoded.dropped),
         bytes_sent=sent.bytes_sent,
         bpp=8 * sent.bytes_sent / (h * w),
         loss_ratio=decoded.loss_ratio,
