@@ -33,6 +33,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_GPU = ROOT / "docker-compose.gpu.yml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 PROMETHEUS = ROOT / "docker" / "prometheus.yml"
+CONFIGS = ROOT / "deploy" / "configs"  # the daemons' configs, shared with deploy/kubernetes
 GRAFANA = ROOT / "docker" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "semnet.json"
 DAEMON_CONFIGS = {"sender": SenderConfig, "proxy": ProxyConfig, "receiver": ReceiverConfig}
@@ -76,7 +77,7 @@ def compose_file() -> dict:
 
 
 def daemon_config(name: str):
-    return load_config(DAEMON_CONFIGS[name], str(ROOT / "configs" / "docker" / f"{name}.yaml"), {})
+    return load_config(DAEMON_CONFIGS[name], str(CONFIGS / f"{name}.yaml"), {})
 
 
 def bind_mounts(service: dict) -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """The compose topology as separate hosts: one network namespace per daemon, and a real Prometheus.
 
 Each daemon runs in its own namespace with its own addresses, from the container configs
-(configs/docker/*.yaml) as they are — peers named `proxy` and `receiver`, resolved through a
+(deploy/configs/*.yaml) as they are — peers named `proxy` and `receiver`, resolved through a
 per-namespace hosts file (/etc/netns/NS/hosts, which `ip netns exec` mounts over /etc/hosts) —
 except that the data sockets bind the address of the link they serve. A fourth namespace plays
 the monitoring host: Prometheus, with docker/prometheus.yml at a 1 s interval, scrapes all three.
@@ -205,10 +205,10 @@ def hosts(tmp_path):
 
 
 def daemon_config(name: str, tmp_path: Path) -> Path:
-    """configs/docker/NAME.yaml with the data socket bound to its link, one torch thread (two
+    """deploy/configs/NAME.yaml with the data socket bound to its link, one torch thread (two
     cores here), the receiver's output in tmp_path, the impairment under test, and the shared
     key in tmp_path where the compose file's keygen service would have written it."""
-    cfg = yaml.safe_load((ROOT / "configs" / "docker" / f"{name}.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "deploy" / "configs" / f"{name}.yaml").read_text())
     cfg["auth_key_file"] = str(key_file(tmp_path))
     if name in DATA_BIND:
         cfg["listen"] = f"{DATA_BIND[name]}:{parse_address(cfg['listen'])[1]}"
