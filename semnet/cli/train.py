@@ -1,16 +1,21 @@
 """`semnet train` (train a codec and ship it to the zoo), `semnet train-imputer` (the same for a
 codec's diffusion imputer), `semnet zoo list` and `semnet zoo import` (outside weights as a zoo
-entry)."""
+entry). Both training commands run under torchrun too (``semnet.models.distributed``): every
+process trains, rank 0 alone writes the run's files and the zoo entry."""
 
 import json
 import shlex
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from semnet.errors import SemnetError
+
+if TYPE_CHECKING:  # torch is imported inside the commands
+    from semnet.models.distributed import World
 
 
 def zoo_option(text: str):
@@ -98,19 +103,39 @@ def train(
     device: str,
     measure: bool,
 ) -> None:
-    """Train a codec from a model config (resumes from its run folder)."""
+    """Train a codec from a model config (resumes from its run folder). Under torchrun each
+    process trains on its share of every batch (one GPU each with CUDA)."""
     import torch
+
+    from semnet.models import distributed
+    from semnet.pipeline.tensors import pick_device
+
+    torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SemnetError("--device cuda: no CUDA device here (use auto or cpu)")
+    with distributed.session(pick_device(device)) as world:
+        _train_codec(config_path, steps, run_dir, export, data, zoo_dir, world, measure)
+        distributed.finish(world)  # the other processes wait for rank 0 to publish
+
+
+def _train_codec(
+    config_path: str,
+    steps: int | None,
+    run_dir: str | None,
+    export: bool,
+    data: str | None,
+    zoo_dir: str | None,
+    world: "World",
+    measure: bool,
+) -> None:
+    """`semnet train` in one of its processes (``world``): all train, the main one publishes."""
     import yaml
 
     from semnet.models import zoo
     from semnet.models.config import load_model_config
     from semnet.models.train import train as run_training
     from semnet.models.train import training_data
-    from semnet.pipeline.tensors import pick_device
 
-    torch.set_num_threads(threads)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SemnetError("--device cuda: no CUDA device here (use auto or cpu)")
     use_zoo(zoo_dir)
     cfg = load_model_config(config_path)
     photos = training_data(data or cfg.data)  # before any work: a missing folder is one line
@@ -122,8 +147,10 @@ def train(
         steps=steps,
         progress=sys.stderr.isatty(),
         files=photos.files,
-        device=pick_device(device),
+        device=world.device,
     )
+    if not world.main:
+        return
     if photos.manifest is not None:
         (run / "data_manifest.json").write_text(json.dumps(photos.manifest, indent=1) + "\n")
     if not export:
@@ -210,8 +237,29 @@ def train_imputer(
     data: str | None,
     zoo_dir: str | None,
 ) -> None:
-    """Train a diffusion imputer (paper 002) on a zoo codec's latents (resumes)."""
+    """Train a diffusion imputer (paper 002) on a zoo codec's latents (resumes). Under torchrun
+    each process trains on its share of every batch (on the CPU)."""
     import torch
+
+    from semnet.models import distributed
+
+    torch.set_num_threads(threads)
+    with distributed.session(torch.device("cpu")) as world:
+        _train_imputer(config_path, steps, run_dir, export, data, zoo_dir, world)
+        distributed.finish(world)  # the other processes wait for rank 0 to publish
+
+
+def _train_imputer(
+    config_path: str,
+    steps: int | None,
+    run_dir: str | None,
+    export: bool,
+    data: str | None,
+    zoo_dir: str | None,
+    world: "World",
+) -> None:
+    """`semnet train-imputer` in one of its processes (``world``): all train, the main one
+    publishes."""
     import yaml
 
     from semnet.core.partition import parse_spec
@@ -223,7 +271,6 @@ def train_imputer(
     from semnet.pipeline.frames import PathSettings, perceptual_available
     from semnet.pipeline.measure import measure
 
-    torch.set_num_threads(threads)
     use_zoo(zoo_dir)
     cfg = load_imputer_config(config_path)
     photos = training_data(data or cfg.data)
@@ -232,7 +279,7 @@ def train_imputer(
     model = run_training(
         cfg, codec, run, steps=steps, progress=sys.stderr.isatty(), files=photos.files
     )
-    if not export:
+    if not export or not world.main:
         return
     entry = zoo.ImputerEntry(
         name=cfg.name,

@@ -4,7 +4,8 @@ The codec encodes a bank of random training-photo crops once; the latents are qu
 dequantized as the wire does. Each step draws latents from the bank and loss masks the way the
 network makes them — units of a partition (channel-wise, patches, ...) lost i.i.d. (interleaved)
 or in bursts (not interleaved) — and minimises the masked noise-prediction error. Resumable
-(``runs/<name>/state.pt``) and seeded, like codec training.
+(``runs/<name>/state.pt``) and seeded, and split over the processes under torchrun, like codec
+training (``semnet.models.distributed``).
 """
 
 import math
@@ -19,9 +20,11 @@ from semnet.core import partition, quant
 from semnet.core.impair.loss import make_loss
 from semnet.core.impair.spec import LossBurst
 from semnet.core.wire import QuantKind, QuantSpec
+from semnet.models import distributed
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerConfig, ImputerTrainSettings
-from semnet.models.imputer import DiffusionImputer, f0_latent
+from semnet.models.distributed import Share
+from semnet.models.imputer import TRAIN_STEPS, DiffusionImputer, alpha_bar, dilate, f0_latent
 from semnet.models.train import CropSampler, lr_at, resume, save_state, training_files
 
 
@@ -67,6 +70,35 @@ class MaskSampler:
         return torch.from_numpy(masks.reshape(count, *self.shape))
 
 
+def shared_loss(
+    model: DiffusionImputer,
+    y0: torch.Tensor,
+    lost: torch.Tensor,
+    f0: torch.Tensor,
+    gen: torch.Generator,
+    share: Share,
+    region: float,
+) -> torch.Tensor:
+    """:meth:`DiffusionImputer.loss` on this process's ``share`` of a batch: the timesteps and
+    noise are its rows of those one process draws for the whole batch, and the masked error is
+    divided by the whole batch's loss ``region`` (entries, at least 1) times the share's
+    fraction of the batch, so that the processes' mean — what DDP's gradient averaging takes —
+    is the single-process loss. (The same expression as ``loss``; a test keeps them equal.)"""
+    n = share.total
+    t = share.mine(torch.randint(1, TRAIN_STEPS + 1, (n,), generator=gen, device=y0.device))
+    a = alpha_bar(t).view(-1, 1, 1, 1)
+    z0 = model._norm(y0)
+    eps = share.mine(torch.randn(share.whole(z0.shape), generator=gen, device=y0.device))
+    z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
+    cond = model._condition(torch.where(lost, f0, y0), lost)
+    mask = dilate(lost, model.kappa).float()
+    v = model.unet(z_t, t, cond)
+    eps_hat = (1 - a).sqrt() * z_t + a.sqrt() * v
+    z0_hat = a.sqrt() * z_t - (1 - a).sqrt() * v
+    err = ((eps_hat - eps).square() + (z0_hat - z0).square()) * mask
+    return err.sum() * (n / y0.shape[0]) / region
+
+
 def train_imputer(
     cfg: ImputerConfig,
     codec: Codec,
@@ -75,8 +107,12 @@ def train_imputer(
     progress: bool = True,
     files: list[str] | None = None,
 ) -> DiffusionImputer:
-    """Train (or resume) on crops of ``files`` (default: the training-photo manifest)."""
+    """Train (or resume) on crops of ``files`` (default: the training-photo manifest). In a
+    process group (torchrun) each process trains on its share of every batch (CPU, gloo), the
+    gradients averaged; only rank 0 writes the state."""
     s = cfg.train
+    world = distributed.world()
+    share = distributed.share(s.batch, world)  # before any work: an uneven split is one line
     total = steps if steps is not None else s.steps
     torch.manual_seed(s.seed)
     model = DiffusionImputer(codec.latent_channels, cfg.width, cfg.kappa)
@@ -93,18 +129,33 @@ def train_imputer(
             model.std.copy_(bank.std(dim=(0, 2, 3)).clamp(min=1e-3))
         masks = MaskSampler(tuple(bank.shape[1:]), s, seed=s.seed + start)
         f0 = f0_latent(codec, s.crop, s.crop, "cpu")
-    bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
+    if share is None:
+        step_fn = distributed.parallel(model, lambda m, *args: m.loss(*args), world)
+    else:
+        step_fn = distributed.parallel(model, lambda m, *args: shared_loss(m, *args), world)
+    show = progress and world.main
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not show, desc=cfg.name)
     avg = None
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, s)
         pick = torch.randint(len(bank), (s.batch,), generator=gen)
-        loss = model.loss(bank[pick], masks.draw(s.batch), f0, gen)
+        lost = masks.draw(s.batch)
+        if share is None:
+            loss = step_fn(bank[pick], lost, f0, gen)
+        else:  # this process's rows; the loss region is the whole batch's
+            region = dilate(lost, model.kappa).float().sum().clamp(min=1.0).item()
+            mine = share.mine(pick)
+            loss = step_fn(bank[mine], share.mine(lost), f0, gen, share, region)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if share is not None:
+            (loss,) = distributed.average(loss)
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         bar.set_postfix(loss=f"{avg:.4f}")
         if (step + 1) % s.checkpoint_every == 0 or step + 1 == total:
-            save_state(state_path, model, opt, gen, step + 1)
+            if world.main:
+                save_state(state_path, model, opt, gen, step + 1)
+            distributed.barrier()
     return model.eval()

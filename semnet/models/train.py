@@ -1,7 +1,8 @@
 """Training: random crops of the training photos, quantization noise, unit erasures, MSE.
 
 Resumable (state in ``runs/<name>/state.pt`` every ``checkpoint_every`` steps), seeded, with a
-progress bar. At the end the weights are exported to the zoo (see ``semnet.models.zoo``).
+progress bar. At the end the weights are exported to the zoo (see ``semnet.models.zoo``). Under
+torchrun the global batch is split over the processes (``semnet.models.distributed``).
 """
 
 import hashlib
@@ -20,9 +21,10 @@ from tqdm import tqdm
 
 from semnet.errors import SemnetError
 from semnet.images import IMAGE_SUFFIXES
-from semnet.models import zoo
+from semnet.models import distributed, zoo
 from semnet.models.codec import Codec, QuantDefaults
 from semnet.models.config import ImputerTrainSettings, ModelConfig, TrainSettings
+from semnet.models.distributed import Share
 from semnet.models.registry import build
 from semnet.models.sem import DynamicScaleConv
 
@@ -120,26 +122,41 @@ class CropSampler:
                     scaled = np.asarray(im.resize(size, Image.Resampling.LANCZOS))
                     self.images.append(torch.from_numpy(scaled.copy()).permute(2, 0, 1))
 
-    def batch(self, n: int) -> torch.Tensor:
+    def batch(self, n: int, rows: slice | None = None) -> torch.Tensor:
+        """``n`` crops (N, 3, crop, crop) in [0, 1], channels_last; with ``rows``, only those of
+        the ``n`` drawn (the draws are all ``n``'s: processes keeping their rows share a batch)."""
+        keep = range(n) if rows is None else range(n)[rows]
         out = []
-        for _ in range(n):
+        for i in range(n):
             img = self.rng.choice(self.images)
             y = self.rng.randrange(img.shape[1] - self.crop + 1)
             x = self.rng.randrange(img.shape[2] - self.crop + 1)
-            patch = img[:, y : y + self.crop, x : x + self.crop]
-            if self.rng.random() < 0.5:
-                patch = patch.flip(2)
-            out.append(patch)
+            flip = self.rng.random() < 0.5
+            if i in keep:
+                patch = img[:, y : y + self.crop, x : x + self.crop]
+                out.append(patch.flip(2) if flip else patch)
         batch = torch.stack(out).float().div_(255.0)
         return batch.contiguous(memory_format=torch.channels_last)
 
 
-def channel_erasure(y: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> torch.Tensor:
+def rand(
+    shape: tuple[int, ...] | torch.Size, gen: torch.Generator, share: Share | None = None
+) -> torch.Tensor:
+    """Uniform [0, 1) numbers of ``shape`` (batch rows first) from ``gen``; with a ``share``,
+    this process's rows of the draw one process makes for the whole batch."""
+    if share is None:
+        return torch.rand(shape, generator=gen)
+    return share.mine(torch.rand(share.whole(shape), generator=gen))
+
+
+def channel_erasure(
+    y: torch.Tensor, s: TrainSettings, gen: torch.Generator, share: Share | None = None
+) -> torch.Tensor:
     """Zero whole channels of part of the batch, as channel-wise packets lost in the network do."""
     n, c = y.shape[:2]
-    p = torch.rand(n, 1, generator=gen) * s.erasure_max
-    p = p * (torch.rand(n, 1, generator=gen) < s.erasure_fraction)
-    keep = (torch.rand(n, c, generator=gen) >= p).to(device=y.device, dtype=y.dtype)
+    p = rand((n, 1), gen, share) * s.erasure_max
+    p = p * (rand((n, 1), gen, share) < s.erasure_fraction)
+    keep = (rand((n, c), gen, share) >= p).to(device=y.device, dtype=y.dtype)
     return y * keep[:, :, None, None]
 
 
@@ -154,19 +171,27 @@ def noise_step(q: QuantDefaults, y: torch.Tensor) -> torch.Tensor | float:
     return (span / levels).view(-1, *([1] * (y.dim() - 1)))
 
 
-def train_step(model: Codec, x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> tuple:
+def train_step(
+    model: Codec,
+    x: torch.Tensor,
+    s: TrainSettings,
+    gen: torch.Generator,
+    share: Share | None = None,
+) -> tuple:
     """(loss, latent, bits per pixel or None). A fixed-rate codec learns MSE through additive
     quantization noise. A codec with an entropy model learns λ·255²·MSE + bpp: the rate of the
-    noisy latent, while the decoder sees the rounded one (straight through), as on the wire."""
+    noisy latent, while the decoder sees the rounded one (straight through), as on the wire.
+    With a ``share``, ``x`` is this process's rows of the batch and the noise and erasures are
+    its rows of the whole batch's; the loss is the mean over its rows (bpp too)."""
     y = model.encode(x)
     step = noise_step(model.quant, y)
-    noisy = y + (torch.rand(y.shape, generator=gen).to(y.device) - 0.5) * step
+    noisy = y + (rand(y.shape, gen, share).to(y.device) - 0.5) * step
     bits = model.rate_bits(noisy)
     if bits is None:
-        x_hat = model.synthesize(channel_erasure(noisy, s, gen))
+        x_hat = model.synthesize(channel_erasure(noisy, s, gen, share))
         return F.mse_loss(x_hat, x), y.detach(), None
     rounded = y + (torch.round(y) - y).detach()
-    x_hat = model.synthesize(channel_erasure(rounded, s, gen))
+    x_hat = model.synthesize(channel_erasure(rounded, s, gen, share))
     bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
     return s.rate_lambda * 255**2 * F.mse_loss(x_hat, x) + bpp, y.detach(), bpp.detach()
 
@@ -267,9 +292,15 @@ def train(
 ) -> Codec:
     """Train (or resume) on crops of ``files`` (default: the training-photo manifest), on
     ``device`` (default CPU; random draws stay on the CPU generator, so a run is seeded the same
-    anywhere). Returns the model on the CPU."""
+    anywhere). Returns the model on the CPU.
+
+    In a process group (torchrun, ``semnet.models.distributed``) each process trains on its
+    share of every batch on its own ``device``, the gradients averaged; only rank 0 writes the
+    state and logs."""
     s = cfg.train
     device = device or torch.device("cpu")
+    world = distributed.world(device)
+    share = distributed.share(s.batch, world)  # before any work: an uneven split is one line
     total = steps if steps is not None else s.steps
     torch.manual_seed(s.seed)
     # channels_last: about 1.9x faster CPU training steps than the default layout (measured)
@@ -293,17 +324,26 @@ def train(
         photos = files if files is not None else training_files()
         sampler = CropSampler(photos, s.scales, s.crop, seed=s.seed + start)
     run_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc=cfg.name)
+    step_fn = distributed.parallel(model, lambda m, x, g: train_step(m, x, s, g, share), world)
+    rows = share.rows if share is not None else None
+    show = progress and world.main
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not show, desc=cfg.name)
     avg = avg_bpp = None
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, s) * group["lr_scale"]
-        x = sampler.batch(s.batch).to(device, non_blocking=True)
-        loss, y, bpp = train_step(model, x, s, gen)
+        x = sampler.batch(s.batch, rows).to(device, non_blocking=True)
+        loss, y, bpp = step_fn(x, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        mean = 0.99 * mean + 0.01 * y.mean(dim=(0, 2, 3)) if step else y.mean(dim=(0, 2, 3))
+        batch_mean = y.mean(dim=(0, 2, 3))
+        if share is not None:  # the whole batch's, as one process sees them
+            if bpp is None:
+                loss, batch_mean = distributed.average(loss, batch_mean)
+            else:
+                loss, bpp, batch_mean = distributed.average(loss, bpp, batch_mean)
+        mean = 0.99 * mean + 0.01 * batch_mean if step else batch_mean
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         if bpp is None:
             bar.set_postfix(psnr=f"{-10 * math.log10(max(avg, 1e-10)):.2f}")
@@ -311,8 +351,10 @@ def train(
             avg_bpp = bpp.item() if step == start else 0.98 * avg_bpp + 0.02 * bpp.item()
             bar.set_postfix(loss=f"{avg:.3f}", bpp=f"{avg_bpp:.3f}")
         if (step + 1) % s.checkpoint_every == 0 or step + 1 == total:
-            save_state(state_path, model, opt, gen, step + 1, mean=mean)
-            log.info("%s: step %d of %d, %s", cfg.name, step + 1, total, bar.postfix)
+            if world.main:
+                save_state(state_path, model, opt, gen, step + 1, mean=mean)
+                log.info("%s: step %d of %d, %s", cfg.name, step + 1, total, bar.postfix)
+            distributed.barrier()
     model.channel_mean.copy_(mean)
     model.cpu()
     model.update_table()
