@@ -176,17 +176,19 @@ def test_compose_files_match_the_compose_spec():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_gpu_override_gives_the_sender_cuda_torch_and_a_gpu(tmp_path):
+def test_gpu_override_gives_the_sender_and_the_receiver_cuda_torch_and_a_gpu(tmp_path):
     compose = tool("docker-compose")
     args, env = compose_env(tmp_path, GRAFANA_ADMIN_PASSWORD="test-only")
     result = run(compose, *args, "-f", str(COMPOSE), "-f", str(COMPOSE_GPU), "config", env=env)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    sender = services["sender"]
-    assert "/whl/cu" in sender["build"]["args"]["TORCH_INDEX_URL"]
-    devices = sender["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert sender["image"] != services["proxy"]["image"]  # the CPU image stays CPU
+    for name in ("sender", "receiver"):  # the receiver decodes, fills and scores
+        service = services[name]
+        assert "/whl/cu" in service["build"]["args"]["TORCH_INDEX_URL"]
+        devices = service["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+        assert service["image"] != services["proxy"]["image"]  # the CPU image stays CPU
+        assert service["command"][0] == name  # the base's service, not replaced
     assert not services["proxy"]["build"].get("args")
 
 
