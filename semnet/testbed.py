@@ -4,6 +4,11 @@ Used by `semnet demo` and the integration tests. Ports are ephemeral, configs ar
 work folder, and every process is stopped (SIGINT, then SIGKILL) when the testbed closes. Tests
 can kill and restart a daemon, inject datagrams of their own, read a daemon's memory, and check
 that the three daemons' counters account for every datagram (:meth:`LocalTestbed.accounting`).
+
+``senders=N`` starts N sender daemons, one stream each (``sender0``..``sender{N-1}``, streams
+``stream``..``stream+N-1``; one sender is just ``sender``), through the one proxy to the one
+receiver: the proxy's impairment is then one bottleneck they share.
+:meth:`LocalTestbed.stream_accounting` checks the identities stream by stream.
 """
 
 import json
@@ -26,7 +31,7 @@ from semnet.daemons.net import udp_drops
 from semnet.errors import SemnetError
 
 START_TIMEOUT = 60.0
-DAEMONS = ("receiver", "proxy", "sender")
+DAEMONS = ("receiver", "proxy", "sender")  # of a one-sender testbed; LocalTestbed.names in general
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
@@ -148,6 +153,61 @@ class Accounting:
         return Accounting(**terms, identities=ident)
 
 
+@dataclass(frozen=True)
+class StreamAccounting:
+    """One stream's share of the data direction, from the stream-labelled counters: the sender's
+    ``datagrams_sent_total{stream}``, the proxy's ``proxy_stream_*{stream}`` and the receiver's
+    ``datagrams_received_total{stream}``.
+
+    ``sent == proxy_in``, ``proxy_in - sum(proxy_dropped) + proxy_duplicated == proxy_out`` and
+    ``proxy_out - proxy_held == received``. The kernel's socket drops (a full receive queue) are
+    not known per stream: a crossing holds when the stream's shortfall is between 0 and all the
+    drops on that socket, so exactly when there were none; the whole is checked exactly by
+    :class:`Accounting`. Datagrams a test injects count under the stream they name.
+    """
+
+    stream: int
+    sent: int
+    proxy_in: int
+    proxy_dropped: dict[str, int]  # by reason
+    proxy_duplicated: int
+    proxy_out: int
+    proxy_held: int  # copies of this stream the proxy still holds: 0 once traffic is over
+    received: int
+    socket_drops: dict[str, int]  # all streams', on the proxy's and the receiver's sockets
+    identities: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def closes(self) -> bool:
+        return all(self.identities.values())
+
+    def minus(self, before: "StreamAccounting") -> "StreamAccounting":
+        """The counts since ``before`` (taken while no daemon restarted in between)."""
+        fields = {}
+        for name, value in vars(self).items():
+            if name == "identities":
+                continue
+            if isinstance(value, dict):
+                old = getattr(before, name)
+                fields[name] = {k: value.get(k, 0) - old.get(k, 0) for k in value.keys() | old}
+            elif name in ("stream", "proxy_held"):
+                fields[name] = value  # a key and a gauge
+            else:
+                fields[name] = value - getattr(before, name)
+        return StreamAccounting.build(**fields)
+
+    @staticmethod
+    def build(**terms) -> "StreamAccounting":
+        a = StreamAccounting(**terms)
+        drops = a.socket_drops
+        ident = {
+            "sender -> proxy": 0 <= a.sent - a.proxy_in <= drops["proxy"],
+            "proxy": a.proxy_in - sum(a.proxy_dropped.values()) + a.proxy_duplicated == a.proxy_out,
+            "proxy -> receiver": 0 <= a.proxy_out - a.proxy_held - a.received <= drops["receiver"],
+        }
+        return StreamAccounting(**terms, identities=ident)
+
+
 def forged_frames(
     count: int, height: int, width: int, codec: str = "cnn-c64", stream: int = 999
 ) -> list[bytes]:
@@ -196,9 +256,14 @@ class LocalTestbed:
         receiver: dict | None = None,
         log_level: str = "warning",
         auth_key: bytes | None = None,
+        senders: int = 1,
     ) -> None:
         """``auth_key`` turns on authentication: the key goes to a file (mode 0600) that the
-        sender's and the receiver's configs name, and the testbed signs its own requests."""
+        sender's and the receiver's configs name, and the testbed signs its own requests.
+        ``senders`` > 1 starts that many senders (``sender`` is the config of each), named
+        ``sender0``.. with streams ``stream`` (1 unless ``sender`` sets it) and up."""
+        if not 1 <= senders <= 256:
+            raise SemnetError(f"senders: {senders} is not in 1..256")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.key = auth_key
@@ -208,9 +273,12 @@ class LocalTestbed:
             key_file.touch(mode=0o600)
             key_file.write_bytes(auth_key)
             auth = {"auth_key_file": str(key_file)}
-        p = free_ports(5)
+        self.senders = ["sender"] if senders == 1 else [f"sender{i}" for i in range(senders)]
+        self.names = ("receiver", "proxy", *self.senders)  # started in this order
+        p = free_ports(4 + senders)
         addr = [f"127.0.0.1:{port}" for port in p]
-        self.http = {"sender": addr[0], "proxy": addr[1], "receiver": addr[2]}
+        self.http = {"proxy": addr[1], "receiver": addr[2]}
+        self.http.update(zip(self.senders, [addr[0], *addr[5:]], strict=True))
         self.udp = {"proxy": addr[3], "receiver": addr[4]}
         self.configs = {
             "receiver": {
@@ -228,28 +296,36 @@ class LocalTestbed:
                 "seed": seed,
                 **auth,
             },
-            "sender": {
-                "http": addr[0],
+        }
+        first_stream = (sender or {}).get("stream", 1)
+        self.streams: dict[str, int] = {}  # sender name -> its stream
+        for i, name in enumerate(self.senders):
+            self.configs[name] = {
+                "http": self.http[name],
                 "data_to": addr[3],
                 "receiver_http": addr[2],
                 "seed": seed,
                 **auth,
                 **(sender or {}),
-            },
-        }
-        zoos = shared_zoos(self.configs["sender"], self.configs["receiver"])
-        for name in ("sender", "receiver") if zoos else ():
+            }
+            if senders > 1:
+                self.configs[name]["stream"] = first_stream + i
+            self.streams[name] = first_stream + i
+        zoos = shared_zoos(self.configs[self.senders[0]], self.configs["receiver"])
+        for name in (*self.senders, "receiver") if zoos else ():
             self.configs[name]["zoo"] = zoos
         self.log_level = log_level
         self.procs: dict[str, subprocess.Popen] = {}
         self.injected = {"proxy": 0, "receiver": 0}
 
     def __enter__(self) -> "LocalTestbed":
+        # the daemons start together: on 2 cores ten of them take longer than three
+        deadline = time.monotonic() + START_TIMEOUT * max(1.0, len(self.names) / 3)
         try:
-            for name in DAEMONS:
+            for name in self.names:
                 self.start(name)
-            for name in DAEMONS:
-                self.wait_ready(name)
+            for name in self.names:
+                self.wait_ready(name, max(START_TIMEOUT, deadline - time.monotonic()))
         except BaseException:
             self.close()
             raise
@@ -270,7 +346,7 @@ class LocalTestbed:
                 "semnet",
                 "--log-level",
                 self.log_level,
-                name,
+                "sender" if name in self.senders else name,
                 "--config",
                 str(path),
             ],
@@ -280,8 +356,8 @@ class LocalTestbed:
         )
         log.close()
 
-    def wait_ready(self, name: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+    def wait_ready(self, name: str, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
                 raise SemnetError(
@@ -292,7 +368,7 @@ class LocalTestbed:
                 return
             except SemnetError:
                 time.sleep(0.1)
-        raise SemnetError(f"{name} did not start within {START_TIMEOUT:.0f} s")
+        raise SemnetError(f"{name} did not start within {timeout:.0f} s")
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -304,7 +380,13 @@ class LocalTestbed:
         return stop_process(proc, timeout)
 
     def close(self) -> None:
-        for name in reversed(DAEMONS):
+        """Stop every daemon: the senders together (all signalled, then each waited for), then
+        the proxy, then the receiver."""
+        for name in self.senders:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for name in reversed(self.names):
             self.stop(name)
 
     def kill(self, name: str) -> int:
@@ -332,9 +414,13 @@ class LocalTestbed:
         }
 
     # -- driving it ---------------------------------------------------------------------
-    def send(self, image: np.ndarray, name: str = "image.png", **rate_point) -> dict:
-        """Send one image; ``quality=N`` or ``bpp=B`` asks for another rate point."""
-        return send_image(self.http["sender"], name, png_bytes(image), key=self.key, **rate_point)
+    def send(
+        self, image: np.ndarray, name: str = "image.png", via: str | None = None, **rate_point
+    ) -> dict:
+        """Send one image through sender ``via`` (the first by default); ``quality=N`` or
+        ``bpp=B`` asks for another rate point."""
+        address = self.http[via or self.senders[0]]
+        return send_image(address, name, png_bytes(image), key=self.key, **rate_point)
 
     def inject(self, target: str, datagrams: Iterable[bytes], rate: float | None = None) -> int:
         """Send datagrams of the test's own to the proxy's or the receiver's UDP port, at most
@@ -364,12 +450,26 @@ class LocalTestbed:
     def metrics(self, name: str) -> str:
         return request(f"http://{self.http[name]}/metrics", timeout=5.0)
 
-    def accounting(self, since: Accounting | None = None) -> Accounting:
-        """The data direction's datagram accounting now (or since ``since``); call it once no
-        frame is in flight. ``closes`` says whether every identity holds exactly."""
-        tx, px, rx = (metric_totals(self.metrics(n)) for n in ("sender", "proxy", "receiver"))
-        fwd = {"direction": "forward"}
+    def sender_totals(self) -> dict[tuple, float]:
+        """Every sender's samples together (each sender labels its counters with its stream)."""
+        totals: dict[tuple, float] = {}
+        for name in self.senders:
+            for key, value in metric_totals(self.metrics(name)).items():
+                totals[key] = totals.get(key, 0.0) + value
+        return totals
+
+    def socket_drops(self) -> dict[str, int]:
+        """The kernel's drops on the proxy's and the receiver's UDP sockets."""
         port = {name: int(self.udp[name].rsplit(":", 1)[1]) for name in ("proxy", "receiver")}
+        return {name: udp_drops(port=p) or 0 for name, p in port.items()}
+
+    def accounting(self, since: Accounting | None = None) -> Accounting:
+        """The data direction's datagram accounting now (or since ``since``), all senders
+        together; call it once no frame is in flight. ``closes`` says whether every identity
+        holds exactly."""
+        tx = self.sender_totals()
+        px, rx = (metric_totals(self.metrics(n)) for n in ("proxy", "receiver"))
+        fwd = {"direction": "forward"}
         now = Accounting.build(
             sent=int(metric(tx, "semnet_datagrams_sent_total")),
             injected=dict(self.injected),
@@ -383,6 +483,35 @@ class LocalTestbed:
             duplicates=int(metric(rx, "semnet_receiver_datagrams_duplicate_total")),
             late=int(metric(rx, "semnet_receiver_datagrams_late_total")),
             malformed=by_label(rx, "semnet_receiver_datagrams_malformed_total", "reason"),
-            socket_drops={name: udp_drops(port=p) or 0 for name, p in port.items()},
+            socket_drops=self.socket_drops(),
         )
         return now if since is None else now.minus(since)
+
+    def stream_accounting(
+        self, since: dict[int, StreamAccounting] | None = None
+    ) -> dict[int, StreamAccounting]:
+        """Each sender's stream's accounting now (or since ``since``), by stream; call it once
+        no frame is in flight (every stream's ``proxy_held`` is then 0)."""
+        tx = self.sender_totals()
+        px, rx = (metric_totals(self.metrics(n)) for n in ("proxy", "receiver"))
+        drops = self.socket_drops()
+        out: dict[int, StreamAccounting] = {}
+        for stream in self.streams.values():
+            s = {"stream": str(stream)}
+            now = StreamAccounting.build(
+                stream=stream,
+                sent=int(metric(tx, "semnet_datagrams_sent_total", **s)),
+                proxy_in=int(metric(px, "semnet_proxy_stream_datagrams_in_total", **s)),
+                proxy_dropped=by_label(
+                    px, "semnet_proxy_stream_datagrams_dropped_total", "reason", **s
+                ),
+                proxy_duplicated=int(
+                    metric(px, "semnet_proxy_stream_datagrams_duplicated_total", **s)
+                ),
+                proxy_out=int(metric(px, "semnet_proxy_stream_datagrams_out_total", **s)),
+                proxy_held=int(metric(px, "semnet_proxy_stream_queue_datagrams", **s)),
+                received=int(metric(rx, "semnet_datagrams_received_total", **s)),
+                socket_drops=drops,
+            )
+            out[stream] = now if since is None else now.minus(since[stream])
+        return out

@@ -2,8 +2,16 @@
 
 Datagrams from any peer but ``forward`` go through the forward (data) impairment to
 ``forward``; datagrams from ``forward`` go through the reverse (feedback) impairment back to
-the last peer. Each datagram's fate is decided on arrival by the pure-core model; delayed ones
-wait in one timer heap. The forward direction can record its fates to a trace or replay one.
+the peer that sent the stream they name (a receiver report names its stream), else to the last
+peer. Each datagram's fate is decided on arrival by the pure-core model; delayed ones wait in
+one timer heap. The forward direction can record its fates to a trace or replay one.
+
+Every stream through the forward direction shares its one model: one ``rate`` (one departure
+schedule), one ``limit`` (one held queue), one loss process — one bottleneck, as one netem
+qdisc on a link is for every flow through it. What each stream got of it is counted apart
+(``semnet_proxy_stream_*{stream}``) by the stream field of the datagram header, for the first
+MAX_STREAMS streams; anything else (not a data datagram, or a stream past those) is ``other``.
+
 The impairment can be shown and changed while running over HTTP (JSON in and out, errors too).
 
 Hot-path tallies (loss bursts, added delay) are plain ints read by the collector at scrape
@@ -30,7 +38,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 import semnet
+from semnet.core import feedback
 from semnet.core.impair import (
+    DROP_REASONS,
     Emission,
     Fate,
     FateRecorder,
@@ -44,7 +54,7 @@ from semnet.core.impair import (
     patch_spec,
     spec_from_mapping,
 )
-from semnet.core.wire import ends_frame
+from semnet.core.wire import MAGIC, VERSION, ends_frame
 from semnet.daemons.config import ProxyConfig
 from semnet.daemons.metrics import LiveCounters, Sample
 from semnet.daemons.net import drain, format_address, parse_address, udp_socket
@@ -59,6 +69,11 @@ BURST_EDGES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 SLOT_WAIT = 0.05  # seconds a link slot waits at most for more datagrams (16 arrive in ~1 ms)
 DELAY_EDGES = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 MAX_BODY = 64 * 1024  # bytes of a control request: a spec is a few hundred
+MAX_STREAMS = 64  # streams counted (and their reports routed) apart, as a receiver tracks 64
+DATA_PREFIX = bytes((MAGIC, VERSION))  # a data datagram (semnet.core.wire)
+REPORT_MAGIC = bytes((feedback.MAGIC,))  # a receiver report (semnet.core.feedback)
+STREAM = slice(4, 6)  # the u16 stream field, at the same offset in both
+OTHER = b""  # the tally of datagrams that name no counted stream
 
 
 def spec_of(value: str | dict, key: str, base: ImpairSpec | None = None) -> ImpairSpec:
@@ -77,6 +92,22 @@ def spec_of(value: str | dict, key: str, base: ImpairSpec | None = None) -> Impa
 def fresh(spec: ImpairSpec, seed: int) -> Impairment:
     """A new model; the spec's own ``seed N`` wins over the configured seed."""
     return Impairment(spec, seed if spec.seed is None else spec.seed)
+
+
+@dataclass(eq=False, slots=True)
+class StreamTally:
+    """One forward stream's datagrams through the shared model: ``received`` in, ``emitted``
+    copies out (``held`` of them still wait in the timer heap), ``duplicated`` extra copies,
+    ``dropped`` by reason; ``received - sum(dropped) + duplicated == emitted``. ``peer`` is
+    where the stream's datagrams last came from: its receiver reports go back there."""
+
+    label: str
+    peer: tuple | None = None
+    received: int = 0
+    emitted: int = 0
+    duplicated: int = 0
+    held: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
 
 @dataclass(eq=False)
@@ -199,6 +230,7 @@ class Proxy:
         self.reverse = Direction(reverse_seed, partial(fresh, reverse, reverse_seed))
         self.dirs = {"forward": self.forward, "reverse": self.reverse}
         self.client: tuple | None = None
+        self.streams: dict[bytes, StreamTally] = {OTHER: StreamTally("other")}
         self.heap: list = []
         self.tie = itertools.count()
         self.timer: asyncio.TimerHandle | None = None
@@ -212,17 +244,39 @@ class Proxy:
 
     def on_datagram(self, data: bytes, addr: tuple) -> None:
         if addr[1] == self.forward_addr[1] and addr[0] == self.forward_addr[0]:
-            d, dest = self.reverse, self.client
+            d, dest, t = self.reverse, self.return_address(data), None
             if dest is None:
                 return
         else:
             self.client = addr
             d, dest = self.forward, self.forward_addr
+            t = self.tally(data)
+            t.peer = addr
             link = d.model.link
             if link is not None:
                 self.gather(data, link.subcarriers)
                 return
-        self.pass_on(d, dest, data)
+        self.pass_on(d, dest, data, t)
+
+    def tally(self, data: bytes) -> StreamTally:
+        """The tally of the stream a forward datagram names (``other`` if none is counted)."""
+        key = data[STREAM] if data[:2] == DATA_PREFIX else OTHER
+        t = self.streams.get(key)
+        if t is None:
+            if len(key) != 2 or len(self.streams) > MAX_STREAMS:
+                return self.streams[OTHER]
+            t = self.streams[key] = StreamTally(str(int.from_bytes(key, "big")))
+        return t
+
+    def return_address(self, data: bytes) -> tuple | None:
+        """Where a reverse datagram goes: to the peer of the stream a receiver report names,
+        else (a stream not counted apart, or not a report) to the last peer."""
+        key = data[STREAM]
+        if data[:1] == REPORT_MAGIC and len(key) == 2:
+            t = self.streams.get(key)
+            if t is not None and t.peer is not None:
+                return t.peer
+        return self.client
 
     def gather(self, data: bytes, subcarriers: int) -> None:
         """A wireless link sends B datagrams per slot, powered by their importance: hold the
@@ -244,19 +298,28 @@ class Proxy:
             return
         self.forward.model.feed_frame(slot)  # a model without a link (changed meanwhile) ignores it
         for data in slot:
-            self.pass_on(self.forward, self.forward_addr, data)
+            self.pass_on(self.forward, self.forward_addr, data, self.tally(data))
 
-    def pass_on(self, d: Direction, dest: tuple, data: bytes) -> None:
-        """One datagram through the direction's model: dropped, sent now, or held."""
+    def pass_on(self, d: Direction, dest: tuple, data: bytes, t: StreamTally | None) -> None:
+        """One datagram through the direction's model: dropped, sent now, or held; counted in
+        its stream's tally ``t`` (forward only)."""
         now = monotonic()
         emissions = d.model.process(data, now)
         if d.recorder is not None:
             d.record()
+        if t is not None:
+            t.received += 1
+            t.emitted += len(emissions)
         if not emissions:
             d.dropped()
+            if t is not None:
+                reason = d.model.last_fate.action.removeprefix("drop:")
+                t.dropped[reason] = t.dropped.get(reason, 0) + 1
             return
         if d.run:
             d.end_burst()
+        if t is not None and len(emissions) == 2:
+            t.duplicated += 1
         for e in emissions:
             if e.release_at <= now:
                 try:  # inlined send(): this is the per-datagram path
@@ -264,15 +327,19 @@ class Proxy:
                 except OSError as exc:
                     log.debug("sendto %s failed: %s", dest, exc)
             else:
-                self.hold(d, e, now, dest)
+                self.hold(d, e, now, dest, t)
 
-    def hold(self, d: Direction, e: Emission, now: float, dest: tuple) -> None:
+    def hold(
+        self, d: Direction, e: Emission, now: float, dest: tuple, t: StreamTally | None
+    ) -> None:
         """Queue a delayed copy for the timer, counting its added delay."""
         delay = e.release_at - now
         d.delays[bisect_left(DELAY_EDGES, delay)] += 1
         d.delay_sum += delay
         d.pending += 1
-        heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest, d))
+        if t is not None:
+            t.held += 1
+        heapq.heappush(self.heap, (e.release_at, next(self.tie), e.data, dest, d, t))
         if self.timer is None or e.release_at < self.due:
             self.arm()
 
@@ -294,8 +361,10 @@ class Proxy:
         self.timer = None
         now = monotonic()
         while self.heap and self.heap[0][0] <= now:
-            _, _, data, dest, d = heapq.heappop(self.heap)
+            _, _, data, dest, d, t = heapq.heappop(self.heap)
             d.pending -= 1
+            if t is not None:
+                t.held -= 1
             self.send(data, dest)
         if self.heap:
             self.arm()
@@ -374,6 +443,47 @@ class Proxy:
             len(self.heap),
             kind="gauge",
         )
+        yield from self.stream_samples()
+
+    def stream_samples(self):
+        """The forward direction per stream: what each stream got of the shared bottleneck."""
+        reasons = sorted(self.forward.model.counters.dropped_by_reason)
+        tallies = sorted(self.streams.values(), key=lambda t: (len(t.label), t.label))
+        for t in tallies:
+            lab = (("stream", t.label),)
+            yield Sample(
+                "proxy_stream_datagrams_in_total",
+                "Forward datagrams into the proxy, by the stream their header names "
+                "(other: not a data datagram, or past the streams counted apart)",
+                t.received,
+                lab,
+            )
+            yield Sample(
+                "proxy_stream_datagrams_out_total",
+                "Forward copies out of the proxy (sent or held), by stream",
+                t.emitted,
+                lab,
+            )
+            for reason in sorted({*reasons, *t.dropped}):
+                yield Sample(
+                    "proxy_stream_datagrams_dropped_total",
+                    "Forward datagrams dropped, by stream and reason",
+                    t.dropped.get(reason, 0),
+                    (*lab, ("reason", reason)),
+                )
+            yield Sample(
+                "proxy_stream_datagrams_duplicated_total",
+                "Extra forward copies sent, by stream",
+                t.duplicated,
+                lab,
+            )
+            yield Sample(
+                "proxy_stream_queue_datagrams",
+                "Forward copies of the stream held for delay, rate or slot (the queue is shared)",
+                t.held,
+                lab,
+                kind="gauge",
+            )
 
 
 class Histograms(Collector):

@@ -40,7 +40,7 @@ from semnet.core.reassembly import (
     AssembledFrame,
     Reassembler,
 )
-from semnet.core.wire import MAX_COUNT, Datagram, parse
+from semnet.core.wire import MAGIC, MAX_COUNT, VERSION, Datagram, parse
 from semnet.daemons.config import ReceiverConfig, output_folder
 from semnet.daemons.metrics import FrameQuality, LiveCounters, Sample, by_reason
 from semnet.daemons.net import (
@@ -57,7 +57,14 @@ from semnet.daemons.throttle import LogThrottle
 from semnet.errors import SemnetError
 from semnet.models import backends, zoo, zoopath
 from semnet.models.fill import get_fill
-from semnet.pipeline.frames import FrameDecoder, lost_frame, perceptual_available, score
+from semnet.pipeline.frames import (
+    PERCEPTUAL_MIN_SIDE,
+    DecodedFrame,
+    FrameDecoder,
+    lost_frame,
+    perceptual_available,
+    score,
+)
 from semnet.pipeline.report import FrameReport
 from semnet.pipeline.tensors import pick_device
 
@@ -67,6 +74,8 @@ LOST_GRACE = 1.0  # seconds past the deadline before an announced frame with not
 BACKLOG = 4  # frames without a reference waiting for the decoder; nobody waits for their report
 ORPHAN_AFTER = 10.0  # seconds past deadline + grace: a frame nobody asked about is given up
 DROP_REASONS = ("unannounced", "backlog", "undecodable", "decode_error")
+MAX_STREAM_LABELS = 64  # streams whose datagrams are counted apart; the rest count as "other"
+DATA_PREFIX = bytes((MAGIC, VERSION))  # the stream field (bytes 4..5) follows only this
 
 
 @dataclass
@@ -103,8 +112,10 @@ class Receiver:
         self.references: OrderedDict[tuple[int, int], Reference] = OrderedDict()
         self.reference_bytes = 0
         self.received = 0
+        self.stream_received: dict[bytes, int] = {b"": 0}  # by the header's stream; b"": other
         self.bytes_received = 0
         self.frames_decoded = 0
+        self.batches = 0  # synthesis calls: frames_decoded / batches is the mean batch size
         self.frames_lost = 0
         self.frames_dropped: dict[str, int] = {}  # delivered by the reassembler, not decoded
         self.references_evicted = 0
@@ -147,13 +158,24 @@ class Receiver:
     def codec_for(self, codec_id: int):
         """The codec a frame names, on this receiver's device and backend (compiled once)."""
         name = zoo.entry_by_id(codec_id).name
-        return backends.load(name, self.cfg.backend, str(self.device), self.cfg.threads)
+        cfg = self.cfg
+        return backends.load(name, cfg.backend, str(self.device), cfg.threads, cfg.half)
 
     # -- datagrams ------------------------------------------------------------------------
     def on_datagram(self, data: bytes, addr: tuple) -> None:
         self.received += 1
+        self.stream_received[self.stream_slot(data[4:6] if data[:2] == DATA_PREFIX else b"")] += 1
         self.bytes_received += len(data)
         self.enqueue(self.reassembler.ingest(data, time.monotonic(), addr))
+
+    def stream_slot(self, key: bytes) -> bytes:
+        """The key a stream field's datagrams are counted under: its own (from 0, created here)
+        for the first MAX_STREAM_LABELS streams, else other (b"")."""
+        if key not in self.stream_received:
+            if len(key) != 2 or len(self.stream_received) > MAX_STREAM_LABELS:
+                return b""
+            self.stream_received[key] = 0
+        return key
 
     def enqueue(self, frames: list[AssembledFrame]) -> None:
         for f in frames:
@@ -197,24 +219,95 @@ class Receiver:
     async def decode_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not (self.urgent or self.backlog):
-                self.wake.clear()
-                await self.wake.wait()
-            frame = (self.urgent or self.backlog).popleft()
-            key = (frame.stream, frame.frame)
+            batch = await self.next_batch()
+            results = await loop.run_in_executor(self.worker, self.finish_batch, batch)
+            for frame, result in zip(batch, results, strict=True):
+                if isinstance(result, FrameReport):
+                    report = result
+                    for reason, n in report.datagrams_malformed.items():  # on the loop thread
+                        self.reassembler.counters.reclassify_malformed(reason, n)
+                elif isinstance(result, SemnetError):  # a codec id the zoo lacks, a bad size
+                    report = self.undecodable(frame, "undecodable", result)
+                else:  # a bug must not stop the decoding of every later frame
+                    log.debug("decoding frame %d failed", frame.frame, exc_info=result)
+                    report = self.undecodable(frame, "decode_error", result)
+                ref = self.references.get((frame.stream, frame.frame))
+                if ref is not None and not ref.report.done():
+                    self.release(ref)
+                    ref.report.set_result(report)
+
+    def warm(self) -> None:
+        """Load (and compile) the default codec and the scoring models before the first frame
+        needs them, so that frame does not pay seconds of it (on the worker, ahead of frames)."""
+        try:
+            self.codec_for(zoo.entry(zoo.DEFAULT_CODEC).codec_id)
+            tiny = np.zeros((PERCEPTUAL_MIN_SIDE, PERCEPTUAL_MIN_SIDE, 3), np.uint8)
+            score(tiny, tiny, self.perceptual)
+        except Exception as exc:  # a zoo without the default codec: frames will say what fails
+            log.info("warm-up skipped: %s", exc)
+
+    async def next_batch(self) -> list[AssembledFrame]:
+        """The frames to decode together: those queued (awaited reports first), up to
+        max_batch, waiting at most max_wait_ms after the first for more to arrive."""
+        while not (self.urgent or self.backlog):
+            self.wake.clear()
+            await self.wake.wait()
+        batch = [(self.urgent or self.backlog).popleft()]
+        closes = time.monotonic() + self.cfg.max_wait_ms / 1000
+        while len(batch) < self.cfg.max_batch:
+            if self.urgent or self.backlog:
+                batch.append((self.urgent or self.backlog).popleft())
+                continue
+            left = closes - time.monotonic()
+            if left <= 0:
+                break
+            self.wake.clear()
             try:
-                report = await loop.run_in_executor(self.worker, self.finish, frame)
-                for reason, n in report.datagrams_malformed.items():  # on the loop thread
-                    self.reassembler.counters.reclassify_malformed(reason, n)
-            except SemnetError as exc:  # a codec id the zoo lacks, a descriptor it cannot make
-                report = self.undecodable(frame, "undecodable", exc)
-            except Exception as exc:  # a bug must not stop the decoding of every later frame
-                log.debug("decoding frame %d failed", frame.frame, exc_info=exc)  # the traceback
-                report = self.undecodable(frame, "decode_error", exc)
-            ref = self.references.get(key)
-            if ref is not None and not ref.report.done():
-                self.release(ref)
-                ref.report.set_result(report)
+                await asyncio.wait_for(self.wake.wait(), left)
+            except TimeoutError:
+                break
+        return batch
+
+    def finish_batch(self, frames: list[AssembledFrame]) -> list[FrameReport | Exception]:
+        """Check, decode together, then score, save and count each frame (on the worker
+        thread); a frame that fails gets its exception in its place, the others go on."""
+        refused: list[SemnetError | None] = []
+        for frame in frames:
+            try:
+                self.check_decodable(frame)
+                refused.append(None)
+            except SemnetError as exc:
+                refused.append(exc)
+        ready = [f for f, why in zip(frames, refused, strict=True) if why is None]
+        decoded = iter(self.decode_each(ready))
+        results: list[FrameReport | Exception] = []
+        for frame, why in zip(frames, refused, strict=True):
+            if why is not None:
+                results.append(why)
+                continue
+            one = next(decoded)
+            try:
+                results.append(one if isinstance(one, Exception) else self.finish(frame, one))
+            except Exception as exc:
+                results.append(exc)
+        self.batches += bool(ready)
+        return results
+
+    def decode_each(self, frames: list[AssembledFrame]) -> list[DecodedFrame | Exception]:
+        """The frames decoded as one batch; should that fail, each alone, so that one bad frame
+        fails only itself."""
+        if len(frames) > 1:
+            try:
+                return self.decoder.decode_batch(frames)
+            except Exception as exc:
+                log.debug("a batch of %d failed; decoding each alone", len(frames), exc_info=exc)
+        out: list[DecodedFrame | Exception] = []
+        for frame in frames:
+            try:
+                out.append(self.decoder.decode(frame))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def release(self, ref: Reference) -> None:
         """Drop a reference's image (the memory); its report can still be fetched."""
@@ -251,10 +344,8 @@ class Receiver:
                 f"latent {desc.latent} is not the codec's {expected} for the image size"
             )
 
-    def finish(self, frame: AssembledFrame) -> FrameReport:
-        """Decode, score, save and count one frame (on the worker thread)."""
-        self.check_decodable(frame)
-        decoded = self.decoder.decode(frame)
+    def finish(self, frame: AssembledFrame, decoded: DecodedFrame) -> FrameReport:
+        """Score, save and count one decoded frame (on the worker thread)."""
         ref = self.references.get((frame.stream, frame.frame))
         image = None if ref is None else ref.image
         quality = (
@@ -307,6 +398,7 @@ class Receiver:
             raise web.HTTPBadRequest(text=f"bad reference: {exc}") from None
         key, image = (dg.stream, dg.frame), ref.image
         self.reassembler.announce(dg.stream, dg.frame, dg.seq, ref.pace)
+        self.stream_slot(dg.stream.to_bytes(2, "big"))  # its datagram count exists from 0
         old = self.references.pop(key, None)
         if old is not None:
             self.release(old)
@@ -376,9 +468,14 @@ class Receiver:
 
     def samples(self):
         c = self.reassembler.counters
-        yield Sample(
-            "datagrams_received_total", "Datagrams that reached the receiver socket", self.received
-        )
+        for key, n in sorted(self.stream_received.items()):
+            yield Sample(
+                "datagrams_received_total",
+                "Datagrams that reached the receiver socket, by the stream their header names "
+                "(other: not a data datagram, or past the streams counted apart)",
+                n,
+                (("stream", str(int.from_bytes(key, "big")) if key else "other"),),
+            )
         yield Sample(
             "receiver_bytes_received_total",
             "Bytes that reached the receiver socket",
@@ -405,6 +502,11 @@ class Receiver:
             "receiver_datagrams_reordered_total", "Datagrams older than the newest", c.reordered
         )
         yield Sample("frames_decoded_total", "Frames decoded", self.frames_decoded)
+        yield Sample(
+            "receiver_decode_batches_total",
+            "Synthesis calls; frames_decoded_total over this is the mean batch (max_batch)",
+            self.batches,
+        )
         yield Sample(
             "receiver_frames_incomplete_total",
             "Frames decoded with datagrams missing",
@@ -491,6 +593,7 @@ async def serve(cfg: ReceiverConfig, stop: asyncio.Event) -> None:
         ]
     )
     runner = await serve_http(app, *parse_address(cfg.http, "http"))
+    loop.run_in_executor(rx.worker, rx.warm)
     worker = asyncio.create_task(rx.decode_forever())
     reporter = asyncio.create_task(rx.report_forever(sock)) if cfg.report_interval else None
     log.info(

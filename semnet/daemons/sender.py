@@ -116,7 +116,8 @@ class Sender:
 
     def load(self, name: str):
         """A zoo codec on this sender's device and backend (loaded and compiled once)."""
-        return backends.load(name, self.cfg.backend, str(self.device), self.cfg.threads)
+        cfg = self.cfg
+        return backends.load(name, cfg.backend, str(self.device), cfg.threads, cfg.half)
 
     async def post_send(self, request: web.Request) -> web.Response:
         """POST /send, body msgpack {"name": str, "image": encoded image file bytes}, and
@@ -304,9 +305,10 @@ class Sender:
             return FrameReport(frame=frame, datagrams_sent=0, error=error)
 
     def samples(self):
-        yield Sample("datagrams_sent_total", "Datagrams sent", self.sent)
-        yield Sample("sender_bytes_sent_total", "Datagram bytes sent", self.bytes_sent)
-        yield Sample("sender_frames_sent_total", "Frames sent", self.frames)
+        stream = (("stream", str(self.cfg.stream)),)
+        yield Sample("datagrams_sent_total", "Datagrams sent", self.sent, stream)
+        yield Sample("sender_bytes_sent_total", "Datagram bytes sent", self.bytes_sent, stream)
+        yield Sample("sender_frames_sent_total", "Frames sent", self.frames, stream)
         yield Sample("sender_send_errors_total", "Datagrams the socket refused", self.send_errors)
         yield Sample(
             "sender_report_errors_total", "Frames the receiver did not report", self.report_errors
