@@ -72,6 +72,22 @@ zoo_paths = validate(zoopath.check_all)
 
 
 @dataclass(frozen=True)
+class Compute:
+    """Where and how a daemon runs its codec."""
+
+    device: str = field(default="auto", metadata=device_name)
+    # What runs the codec's transforms: auto is OpenVINO on CPU when installed, else eager
+    backend: str = field(default="auto", metadata=backend_name)
+    threads: int = field(default=2, metadata=thread_count)
+    # float16 transforms on CUDA; under device: auto without a GPU it is off (logged)
+    half: bool = False
+
+    def __post_init__(self) -> None:
+        if self.half and self.device in ("cpu", "mps"):
+            raise ConfigError(f"half: float16 runs on CUDA only, but device is {self.device}")
+
+
+@dataclass(frozen=True)
 class AuthKeys:
     """Where the shared key lives: a file or an environment variable (never the config itself,
     so configs can be shared and logged). Keys are used as bytes, surrounding whitespace cut."""
@@ -100,7 +116,7 @@ class AuthKeys:
 
 
 @dataclass(frozen=True)
-class SenderConfig(AuthKeys):
+class SenderConfig(AuthKeys, Compute):
     http: str = field(default="127.0.0.1:7000", metadata=address)  # semnet send + /metrics
     data_to: str = field(default="127.0.0.1:7100", metadata=address)  # proxy (or receiver) UDP
     receiver_http: str = field(default="127.0.0.1:7201", metadata=address)  # reference channel
@@ -135,10 +151,6 @@ class SenderConfig(AuthKeys):
     # A receiver report (reverse path) older than this is stale: the sender acts as if none came.
     feedback_timeout: float = field(default=2.0, metadata=positive)
     max_pixels: int = field(default=MAX_PIXELS, metadata=positive)  # largest image for /send
-    device: str = field(default="auto", metadata=device_name)
-    # What runs the codec's transforms: auto is OpenVINO on CPU when installed, else eager
-    backend: str = field(default="auto", metadata=backend_name)
-    threads: int = field(default=2, metadata=thread_count)
 
 
 @dataclass(frozen=True)
@@ -172,7 +184,7 @@ fill_spec = check(parses(_fill), "is not a fill (zero, mean, f0, diffusion[:T[:Ï
 
 
 @dataclass(frozen=True)
-class ReceiverConfig(AuthKeys):
+class ReceiverConfig(AuthKeys, Compute):
     listen: str = field(default="127.0.0.1:7200", metadata=address)
     http: str = field(default="127.0.0.1:7201", metadata=address)  # reference + /metrics
     fill: str = field(default="zero", metadata=fill_spec)  # zero|mean|f0|diffusion[:T[:Ï„]]
@@ -196,10 +208,12 @@ class ReceiverConfig(AuthKeys):
     max_reference_bytes: int = field(default=64 * 2**20, metadata=positive)  # images held
     # Seconds between receiver reports per stream, over the reverse path; 0: none.
     report_interval: float = field(default=0.5, metadata=report_period)
-    device: str = field(default="auto", metadata=device_name)
-    # What runs the codec's transforms: auto is OpenVINO on CPU when installed, else eager
-    backend: str = field(default="auto", metadata=backend_name)
-    threads: int = field(default=2, metadata=thread_count)
+    # Frames decoded together (from any streams): a batch closes at max_batch frames or
+    # max_wait_ms after its first; 1 decodes each frame alone (the offline chain's bits).
+    max_batch: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "must be in 1..64"))
+    max_wait_ms: float = field(
+        default=0.0, metadata=check(lambda v: 0 <= v <= 1000, "must be in 0..1000 ms")
+    )
 
 
 def output_folder(output: str | None) -> Path:

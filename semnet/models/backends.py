@@ -77,13 +77,44 @@ class ExportedCodec:
         return x[..., :height, :width].clamp(0.0, 1.0)
 
 
+class HalfPrecision:
+    """A codec whose two transforms run under CUDA autocast to float16 (tensor cores, half the
+    memory traffic); latents and images stay float32 outside them."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def __getattr__(self, name: str):
+        return getattr(self.codec, name)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", torch.float16):
+            return self.codec.encode(x).float()
+
+    def decode(self, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        with torch.autocast("cuda", torch.float16):
+            return self.codec.decode(y, height, width).float()
+
+
 @functools.lru_cache(maxsize=16)
-def load(name: str, backend: str = DEFAULT, device: str = "cpu", threads: int = DEFAULT_THREADS):
+def load(
+    name: str,
+    backend: str = DEFAULT,
+    device: str = "cpu",
+    threads: int = DEFAULT_THREADS,
+    half: bool = False,
+):
     """A zoo codec ready to run: loaded once per process, on ``device``, its transforms in
     ``backend`` with ``threads`` (what the daemons and the offline chain both use: the same
-    three give the same bits; OpenVINO's last bits can change with its thread count)."""
+    three give the same bits; OpenVINO's last bits can change with its thread count), in
+    float16 with ``half`` where the device is a GPU."""
     where = torch.device(device)
-    return accelerate(zoo.load(name).to(where), backend, where, threads)
+    codec = accelerate(zoo.load(name).to(where), backend, where, threads)
+    if half and where.type == "cuda":
+        return HalfPrecision(codec)
+    if half:
+        log.info("half: off for %s, float16 runs on CUDA only (device %s)", name, where)
+    return codec
 
 
 def accelerate(codec: Codec, backend: str, device: torch.device, threads: int = 0):

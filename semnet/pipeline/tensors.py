@@ -28,8 +28,10 @@ def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     array = np.ascontiguousarray(image)
     if not array.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants to own it
         array = array.copy()
-    t = torch.from_numpy(array).permute(2, 0, 1)[None]
-    return t.to(device=device, dtype=torch.float32).div_(255.0)
+    t = torch.from_numpy(array)
+    if device.type == "cuda":  # page-locked, so the copy goes by DMA; uint8, a quarter the bytes
+        t = t.pin_memory().to(device, non_blocking=True)
+    return t.permute(2, 0, 1)[None].to(device=device, dtype=torch.float32).div_(255.0)
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
