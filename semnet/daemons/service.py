@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import platform
 import signal
 import time
@@ -123,8 +124,22 @@ async def serve_http(
     return runner
 
 
+def forget_signals() -> None:
+    """In a child forked without exec: drop the daemon's signal handlers and the loop's wake-up
+    fd, which the child shares with the daemon. OpenVINO's converter forks a telemetry helper
+    and SIGTERMs it when it hangs (no network, a loaded machine); without this, that signal
+    reached the daemon's loop through the shared fd and stopped the daemon, exit 0, at start."""
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+    except ValueError:  # not the main thread of the main interpreter: nothing was inherited
+        pass
+
+
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``; exit without a traceback."""
+    os.register_at_fork(after_in_child=forget_signals)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
