@@ -254,7 +254,7 @@ def test_container_configs_are_valid_and_agree_with_compose():
     assert [receiver.output] == [target for source, target in volumes if source == "received"]
     assert f"--sender sender:{parse_address(sender.http)[1]}" in services["feeder"]["command"][0]
     for name, c in cfg.items():
-        assert f":{parse_address(c.http)[1]}/metrics" in str(services[name]["healthcheck"]["test"])
+        assert f":{parse_address(c.http)[1]}/health" in str(services[name]["healthcheck"]["test"])
 
 
 def test_container_control_ports_need_the_generated_key():

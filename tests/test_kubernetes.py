@@ -381,7 +381,7 @@ def test_probes_and_scrape_annotations_use_the_http_port():
         http = [p["containerPort"] for p in c["ports"] if p["name"] == "http"]
         for kind, get in probes(c).items():
             assert get["port"] == "http", (name, kind)
-            assert get["path"] in ("/health", "/metrics"), (name, kind)
+            assert get["path"] == "/health", (name, kind)
         notes = w["spec"]["template"]["metadata"]["annotations"]
         assert notes["prometheus.io/scrape"] == "true"
         assert [int(notes["prometheus.io/port"])] == http

@@ -37,7 +37,6 @@ from aiohttp import web
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-import semnet
 from semnet.core import feedback
 from semnet.core.impair import (
     DROP_REASONS,
@@ -547,14 +546,6 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(500, "internal error (logged by the proxy)")
 
 
-async def health(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def version(_: web.Request) -> web.Response:
-    return web.json_response({"name": "semnet", "version": semnet.__version__})
-
-
 def cumulative(edges: tuple, counts: list[int]) -> list[tuple[str, int]]:
     """Per-bucket counts (+Inf last) -> Prometheus (le, cumulative count) pairs."""
     return list(zip([*map(str, edges), "+Inf"], itertools.accumulate(counts), strict=True))
@@ -601,8 +592,6 @@ async def run_proxy(proxy: Proxy, stop: asyncio.Event) -> None:
     app.add_routes(
         [
             metrics_route(proxy.registry),
-            web.get("/health", health),
-            web.get("/version", version),
             web.get("/impairment", proxy.get_impairment),
             web.put("/impairment", proxy.put_impairment),
             web.patch("/impairment", proxy.patch_impairment),

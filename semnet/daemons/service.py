@@ -43,16 +43,26 @@ def daemon_registry(daemon: str) -> CollectorRegistry:
 def control_app(
     key: bytes | None, registry: CollectorRegistry, *, client_max_size: int = 2**20
 ) -> web.Application:
-    """The daemon's HTTP app. A body longer than ``client_max_size`` is refused with 413 from
-    its Content-Length, unread. With a key, every route but the open ones needs a signed
-    request; the header is judged before the body is read, and refusals are exported as
-    ``semnet_http_auth_rejected_total{reason}``."""
+    """The daemon's HTTP app, with ``/health`` and ``/version`` (open, for probes). A body
+    longer than ``client_max_size`` is refused with 413 from its Content-Length, unread. With a
+    key, every route but the open ones needs a signed request; the header is judged before the
+    body is read, and refusals are exported as ``semnet_http_auth_rejected_total{reason}``."""
     middlewares = [bounded_body(client_max_size)]
     if key is not None:
         verifier = RequestVerifier(key)
         middlewares.append(authenticate(verifier))
         registry.register(LiveCounters(partial(auth_samples, verifier)))
-    return web.Application(middlewares=middlewares, client_max_size=client_max_size)
+    app = web.Application(middlewares=middlewares, client_max_size=client_max_size)
+    app.add_routes([web.get("/health", health), web.get("/version", version)])
+    return app
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def version(_: web.Request) -> web.Response:
+    return web.json_response({"name": "semnet", "version": semnet.__version__})
 
 
 def bounded_body(limit: int):
