@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from semnet.errors import ModelError
@@ -84,3 +85,14 @@ def test_zoo_list_has_a_header_and_marks_the_default_codec():
     listed = CliRunner().invoke(zoo_command, ["list", "--json"])
     defaults = [e["name"] for e in json.loads(listed.output) if e.get("default")]
     assert defaults == [zoo.DEFAULT_CODEC]
+
+
+def test_writing_an_entry_keeps_the_weights_of_an_entry_whose_name_it_prefixes(tmp_path):
+    """cnn-c64's new weights replace its old ones, never cnn-c64-res's."""
+    model = torch.nn.Linear(2, 2)
+    longer, _ = zoo._save_weights(model, tmp_path, "cnn-c64-res", torch.float16)
+    old, _ = zoo._save_weights(model, tmp_path, "cnn-c64", torch.float16)
+    torch.nn.init.zeros_(model.weight)
+    new, _ = zoo._save_weights(model, tmp_path, "cnn-c64", torch.float16)
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == sorted([longer, new])
+    assert old != new

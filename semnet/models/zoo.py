@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -381,8 +382,10 @@ def _save_weights(model: torch.nn.Module, directory: Path, name: str, dtype: tor
     tmp = directory / f"{name}.tmp"
     save_file(state, tmp)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    own = re.compile(re.escape(name) + r"-[0-9a-f]{8}\.safetensors")
     for old in directory.glob(f"{name}-*.safetensors"):
-        old.unlink()
+        if own.fullmatch(old.name):  # not cnn-c64-res-*'s weights when cnn-c64 is written
+            old.unlink()
     final = directory / f"{name}-{digest[:8]}.safetensors"
     tmp.replace(final)
     final.chmod(0o644)  # safetensors writes 0600; shipped weights are world-readable
