@@ -45,7 +45,7 @@ ROW_KEYS = {
 def tiny():
     torch.manual_seed(0)
     codec = CNNCodec(cbr=1 / 12, hidden=8, bits=5).eval()
-    return lambda name: (codec, 1, {"name": name})
+    return lambda name, threads: (codec, 1, {"name": name})
 
 
 @pytest.fixture(scope="module")
@@ -313,15 +313,17 @@ def test_sweep_command_names_a_missing_imputer_before_any_work(runner, tmp_path)
 
 
 class Failing:
-    """``transmit`` that raises after ``n`` frames, as a sweep that dies late."""
+    """``transmit`` that raises ``exc`` after ``n`` frames: a sweep that goes wrong late
+    (a SemnetError fails the cells it hits; a KeyboardInterrupt stops the sweep)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, exc: BaseException | None = None) -> None:
         self.n, self.calls = n, 0
+        self.exc = exc or SemnetError("the machine went away")
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
         if self.calls > self.n:
-            raise SemnetError("the machine went away")
+            raise self.exc
         return TRANSMIT(*args, **kwargs)
 
 
@@ -329,13 +331,18 @@ TRANSMIT = sweep.transmit
 RESUMABLE = SweepSpec(codecs=("tiny",), partitions=("channel", "spatial"), datagram_size=200)
 
 
+def journal_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
 def test_an_interrupted_sweep_keeps_its_rows_and_resume_measures_the_rest(
     tiny, images, tmp_path, monkeypatch
 ):
     whole = run_sweep(images, RESUMABLE, load=tiny)["rows"]
+    assert {r["status"] for r in whole} == {"ok"} and all(r["error"] is None for r in whole)
     path = tmp_path / "rows.jsonl"
-    monkeypatch.setattr(sweep, "transmit", Failing(5))
-    with pytest.raises(SemnetError, match="went away"):
+    monkeypatch.setattr(sweep, "transmit", Failing(5, KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
         run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path))
     assert len(path.read_text().splitlines()) == 1 + 5
     with path.open("a") as f:
@@ -347,7 +354,31 @@ def test_an_interrupted_sweep_keeps_its_rows_and_resume_measures_the_rest(
     assert again.calls == len(whole) - 5
     assert json.dumps(rows) == json.dumps(whole)
     assert journal.rows == len(whole)
-    assert [json.loads(line) for line in path.read_text().splitlines()[1:]] == whole
+    assert journal_rows(path) == whole
+
+
+def test_a_failing_cell_is_recorded_the_others_go_on_and_resume_measures_it_again(
+    tiny, images, tmp_path, monkeypatch
+):
+    whole = run_sweep(images, RESUMABLE, load=tiny, journal=Journal(tmp_path / "whole.jsonl"))
+    path = tmp_path / "rows.jsonl"
+    monkeypatch.setattr(sweep, "transmit", Failing(5))
+    result = run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path))
+    n = len(whole["rows"])
+    assert result["cells"] == {"ok": 5, "retried": 0, "failed": n - 5}
+    assert result["rows"] == whole["rows"][:5]
+    for failed, good in zip(result["failed"], whole["rows"][5:], strict=True):
+        assert failed["status"] == "failed" and failed["error"] == "the machine went away"
+        assert sweep.row_key(failed) == sweep.row_key(good)
+        assert failed["psnr_db"] is None and failed["decoded"] is None
+        assert set(failed) == set(good)
+    assert journal_rows(path) == result["rows"] + result["failed"]  # every cell's status
+    again = Failing(n)
+    monkeypatch.setattr(sweep, "transmit", again)
+    rows = run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path), resume=True)
+    assert again.calls == n - 5  # the failed cells, and only they
+    assert rows["rows"] == whole["rows"] and rows["failed"] == []
+    assert path.read_text() == (tmp_path / "whole.jsonl").read_text()
 
 
 def test_resume_refuses_the_journal_of_another_sweep(tiny, images, tmp_path):
@@ -356,6 +387,8 @@ def test_resume_refuses_the_journal_of_another_sweep(tiny, images, tmp_path):
     other = SweepSpec(**{**RESUMABLE.__dict__, "losses": (0.0, 0.2)})
     with pytest.raises(ConfigError, match=r"holds another sweep \(axes.losses differ\)"):
         run_sweep(images, other, load=tiny, journal=Journal(path), resume=True)
+    with pytest.raises(ConfigError, match=r"holds another sweep \(threads differ\)"):
+        run_sweep(images, RESUMABLE, load=tiny, journal=Journal(path), resume=True, threads=1)
     with pytest.raises(ConfigError, match="--resume: offline sweeps only"):
         run_sweep(images, RESUMABLE, load=tiny, online=tmp_path, resume=True)
 
@@ -366,11 +399,18 @@ def test_sweep_command_says_where_the_rows_are_kept_when_it_dies(
     out = tmp_path / "results.json"
     args = ["sweep", "--images", str(folder), "--codec", "cnn-c64", "--loss", "0,0.1"]
     args += ["--datagram-size", "300", "--out", str(out)]
-    monkeypatch.setattr(sweep, "transmit", Failing(3))
+    monkeypatch.setattr(sweep, "transmit", Failing(3, KeyboardInterrupt()))
     result = runner.invoke(cli, args)
     assert result.exit_code == 2, result.output
     journal = out.with_suffix(".jsonl")
-    assert f"the machine went away (3 rows kept in {journal}; --resume continues)" in result.stderr
+    assert f"interrupted (3 rows kept in {journal}; --resume continues)" in result.stderr
+    monkeypatch.setattr(sweep, "transmit", Failing(0))  # every cell fails
+    result = runner.invoke(cli, [*args, "--resume"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 2  # rows written, then the one-line error
+    assert f"1 of 4 cells failed, marked in {journal} and {out}" in result.stderr
+    assert "seed 1: the machine went away); --resume measures them again" in result.stderr
+    assert json.loads(out.read_text())["cells"] == {"ok": 3, "retried": 0, "failed": 1}
     monkeypatch.setattr(sweep, "transmit", TRANSMIT)
     result = runner.invoke(cli, [*args, "--resume"])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ import shlex
 import sys
 import tempfile
 from collections import defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -197,6 +198,29 @@ def summary(rows: list[dict]) -> str:
 @click.option(
     "--perceptual", is_flag=True, help="also LPIPS and semantic accuracy (make metrics-extra)"
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS|auto|local]",
+    help="each cell a Ray task: a private local Ray (alone: local), a running one (auto) or "
+    "HOST:PORT (pip install 'semnet[ray]')",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs of a --ray local Ray  [default: every core]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch and codec engine threads per cell runner; rows depend on it  "
+    "[default: 2; 1 per Ray worker]",
+)
 def sweep(
     codecs,
     zoo_path,
@@ -216,16 +240,28 @@ def sweep(
     online,
     resume,
     perceptual,
+    ray_address,
+    ray_workers,
+    threads,
 ) -> None:
     """Measure quality against packet loss for every combination of the axes; comma-separated
     flags give an axis several values. Writes JSON rows and prints mean quality per point; each
-    row also goes to OUT with suffix .jsonl as soon as it is measured."""
+    row also goes to OUT with suffix .jsonl as soon as it is measured. A cell that fails is
+    recorded as failed, the others go on, and the command exits 2 at the end."""
     from semnet.experiments.journal import Journal
     from semnet.experiments.sweep import SweepSpec, run_sweep
     from semnet.models import zoo
+    from semnet.models.backends import DEFAULT_THREADS
     from semnet.models.zoo import DEFAULT_CODEC
 
     use_zoo(zoo_path)
+    if ray_address is None and ray_workers is not None:
+        raise SemnetError("--ray-workers: only with --ray local")
+    if ray_address is not None and online:
+        raise SemnetError("--ray: offline sweeps only (--online runs its own daemons)")
+    ray_runner = None
+    if ray_address is not None:
+        from semnet.experiments import ray_runner  # SemnetError naming the extra when missing
     journal = Journal(Path(out).with_suffix(".jsonl"))
     if journal.path == Path(out):
         raise SemnetError(f"--out: {out} ends in .jsonl, the journal's suffix; name it .json")
@@ -248,7 +284,11 @@ def sweep(
     pictures = load_images(images)
     command = invocation(click.get_current_context())
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+            distribute = None
+            if ray_runner is not None:
+                stack.enter_context(ray_runner.connected(ray_address, ray_workers))
+                distribute = ray_runner.executor()
             result = run_sweep(
                 pictures,
                 spec,
@@ -257,6 +297,8 @@ def sweep(
                 journal=journal,
                 resume=resume,
                 progress=sys.stderr.isatty(),
+                threads=threads or (1 if ray_runner is not None else DEFAULT_THREADS),
+                distribute=distribute,
             )
     except (SemnetError, KeyboardInterrupt) as exc:
         if not journal.rows:
@@ -268,6 +310,15 @@ def sweep(
     Path(out).write_text(json.dumps(result, indent=1) + "\n")
     click.echo(summary(result["rows"]))
     click.echo(f"{len(result['rows'])} rows written to {out}", err=True)
+    failed = result["failed"]
+    if failed:
+        first = failed[0]
+        point = ", ".join(f"{k} {first[k]}" for k in ("codec", "loss", "image", "seed"))
+        again = "run it again" if online else "--resume measures them again"
+        raise SemnetError(
+            f"{len(failed)} of {len(failed) + len(result['rows'])} cells failed, marked in "
+            f"{journal.path} and {out} (first: {point}: {first['error']}); {again}"
+        )
 
 
 COMMANDS = (sweep,)

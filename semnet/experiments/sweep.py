@@ -13,14 +13,21 @@ fates of that one sequence.
 Work is never lost late: every codec is loaded, every fill tried on every codec and every
 classical contender matched to its byte budget before the first cell runs, and each row goes to
 a JSON Lines journal (:mod:`semnet.experiments.journal`) as soon as it is measured.
+
+One cell function, :func:`measure_cell`, serves every path: the serial loop here and the Ray
+tasks of :mod:`semnet.experiments.ray_runner` (given to :func:`run_sweep` as ``distribute``).
+A cell that raises is recorded as a ``failed`` row and the others go on. Rows depend on the
+seeds and on ``threads`` (the compute threads of the process that measures them: torch's and
+the codec engine's float reductions follow it), never on who measured them or when.
 """
 
 import hashlib
 import itertools
 import logging
 import platform
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, astuple, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +52,8 @@ from semnet.models import backends, zoo
 from semnet.models.codec import Codec
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
-from semnet.pipeline.offline import FrameResult, transmit
+from semnet.pipeline.offline import transmit
+from semnet.pipeline.report import FrameReport
 from semnet.pipeline.tensors import to_tensor
 from semnet.testbed import LocalTestbed
 
@@ -53,14 +61,27 @@ log = logging.getLogger(__name__)
 
 LOSS_MODELS = ("bernoulli", "ge")
 NOT_APPLICABLE = "-"  # partition and fill of classical rows
-Loader = Callable[[str], tuple[Codec, int, dict]]  # name -> (codec, codec id, zoo entry)
+# (name, threads) -> (codec, codec id, zoo entry); threads: the codec engine's thread count
+Loader = Callable[[str, int], tuple[Codec, int, dict]]
+STATUSES = ("ok", "retried", "failed")  # a row's status; failed rows are measured again on resume
 
 
-def zoo_codec(name: str) -> tuple[Codec, int, dict]:
-    """A shipped codec on the daemons' default backend (so offline rows equal online ones), its
-    wire id and its manifest entry."""
+def zoo_codec(name: str, threads: int = backends.DEFAULT_THREADS) -> tuple[Codec, int, dict]:
+    """A shipped codec on the daemons' default backend with ``threads`` engine threads (the
+    daemons' default 2, so offline rows equal online ones), its wire id and manifest entry."""
     entry = zoo.entry(name)
-    return backends.load(name), entry.codec_id, asdict(entry)
+    return backends.load(name, threads=threads), entry.codec_id, asdict(entry)
+
+
+@contextmanager
+def compute_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def impairment_text(model: str, rate: float, burst_length: float | None) -> str:
@@ -230,10 +251,32 @@ def _row(cell: Cell, measured: dict) -> dict:
         "target_bytes": measured.get("target_bytes"),
         "seed": cell.seed,
         "impairment_seed": impairment_seed(cell.seed, cell.image, cell.loss_model, cell.loss),
+        "status": "ok",
+        "error": None,
     }
 
 
-def _measured(r: FrameResult) -> dict:
+def failed_row(cell: Cell, error: str) -> dict:
+    """The row of a cell that could not be measured: its point, no metrics, the error text."""
+    row = _row(cell, defaultdict(type(None)))  # every metric None
+    return {**row, "decoded": None, "status": "failed", "error": error}
+
+
+def measure_cell(run: Callable[[Cell], dict], cell: Cell) -> dict:
+    """The one cell function of every path: ``run``'s row for the cell, or a ``failed`` row
+    with the error's text when it raises (the sweep goes on; an interrupt does not)."""
+    try:
+        return run(cell)
+    except Exception as exc:  # recorded in the row, counted, and the command exits non-zero
+        text = str(exc) if isinstance(exc, SemnetError) else f"{type(exc).__name__}: {exc}"
+        where = (
+            f"{_describe(cell)}, {cell.loss_model} {cell.loss:g}, {cell.image}, seed {cell.seed}"
+        )
+        log.warning("sweep: cell failed (%s): %s", where, text)
+        return failed_row(cell, text)
+
+
+def _measured(r: FrameReport) -> dict:
     return {
         "psnr_db": r.psnr_db,
         "ssim": r.ssim,
@@ -280,11 +323,11 @@ class Prepared:
     matched: dict[tuple[str, str], tuple[int, bytes]]  # (classical, image) -> (quality, stream)
 
 
-def prepare(images: dict[str, np.ndarray], spec: SweepSpec, load: Loader) -> Prepared:
+def prepare(images: dict[str, np.ndarray], spec: SweepSpec, load: Loader, threads: int) -> Prepared:
     """Load every codec, try every fill on every semantic codec and match every classical
     contender's bytes on every image; a SemnetError here names the bad value."""
     reference = (spec.semantic or [zoo.DEFAULT_CODEC])[0]
-    loaded = {name: load(name) for name in dict.fromkeys([*spec.semantic, reference])}
+    loaded = {name: load(name, threads) for name in dict.fromkeys([*spec.semantic, reference])}
     for name in spec.semantic:
         for fill in spec.fills:
             check_fill(fill, name, loaded[name][0])
@@ -408,38 +451,80 @@ def _describe(cell: Cell) -> str:
     return f"{cell.codec} {cell.partition} fill {cell.fill} interleave {interleave}"
 
 
+Executor = Callable[[list[Cell]], Iterable[dict]]  # cells -> their rows, as they finish
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a process needs to measure offline cells itself (a Ray worker): everything
+    :func:`prepare` found but the loaded codecs, which each process loads once for itself."""
+
+    spec: SweepSpec
+    images: dict[str, np.ndarray]
+    load: Loader
+    threads: int
+    reference: str
+    targets: dict[str, int]
+    matched: dict[tuple[str, str], tuple[int, bytes]]
+    zoo: str = ""  # SEMNET_ZOO for a worker: the zoos --zoo put first
+
+
+def offline_runner(work: Work) -> "Offline":
+    """The cell runner of one worker process: its torch threads set to ``work.threads`` and
+    every semantic codec loaded, once."""
+    torch.set_num_threads(work.threads)
+    loaded = {name: work.load(name, work.threads) for name in work.spec.semantic}
+    ready = Prepared(loaded, work.reference, work.targets, work.matched)
+    return Offline(work.spec, work.images, ready)
+
+
+def serial(run: Callable[[Cell], dict], keep_going: bool = True) -> Executor:
+    """Cells one after the other in this process, a log line per combination as it starts;
+    without ``keep_going`` the first cell that raises stops the sweep."""
+
+    def execute(todo: list[Cell]) -> Iterator[dict]:
+        previous = None
+        for i, cell in enumerate(todo):
+            if cell.combination != previous:
+                log.info("sweep: %s (cell %d of %d to run)", _describe(cell), i + 1, len(todo))
+                previous = cell.combination
+            yield measure_cell(run, cell) if keep_going else run(cell)
+
+    return execute
+
+
 def _measure(
-    todo: list[Cell], run: Callable[[Cell], dict], journal: Journal | None, progress: bool
+    todo: list[Cell], execute: Executor, journal: Journal | None, progress: bool
 ) -> list[dict]:
-    """Every cell's row, from the journal where it holds one; each new row goes to the journal
-    as soon as it is measured. A tqdm bar with ETA on a terminal; a log line per combination."""
+    """Every cell's row in cell order, from the journal where it holds one that did not fail;
+    the others from ``execute``, each new row going to the journal as soon as it finishes
+    (in whatever order it finishes). A tqdm bar with ETA on a terminal."""
     done = journal.done if journal is not None else {}
-    rows: list[dict] = []
-    previous = None
+    pending = [c for c in todo if c.key not in done]
+    new: dict[tuple, dict] = {}
     with ExitStack() as stack:
         if progress:
             stack.enter_context(logging_redirect_tqdm())
         bar = stack.enter_context(
             tqdm(
                 total=len(todo),
-                initial=sum(c.key in done for c in todo),
+                initial=len(todo) - len(pending),
                 disable=not progress,
-                unit="row",
+                unit="cell",
                 desc="sweep",
+                smoothing=0.05,
             )
         )
-        for i, cell in enumerate(todo):
-            row = done.get(cell.key)
-            if row is None:
-                if cell.combination != previous:
-                    log.info("sweep: %s (row %d of %d)", _describe(cell), i + 1, len(todo))
-                    previous = cell.combination
-                row = run(cell)
-                if journal is not None:
-                    journal.append(row)
-                bar.update()
-            rows.append(row)
-    return rows
+        finished = stack.enter_context(closing(iter(execute(pending))))  # closed on interrupt
+        for row in finished:
+            if journal is not None:
+                journal.append(row)
+            new[row_key(row)] = row
+            bar.update()
+    missing = [c for c in pending if c.key not in new]
+    if missing:  # an executor that lost cells: never a silently short result
+        raise SemnetError(f"sweep: {len(missing)} cells gave no row (first: {missing[0]})")
+    return [done.get(c.key) or new[c.key] for c in todo]
 
 
 def run_sweep(
@@ -451,12 +536,22 @@ def run_sweep(
     journal: Journal | None = None,
     resume: bool = False,
     progress: bool = False,
+    threads: int = backends.DEFAULT_THREADS,
+    distribute: Callable[[Work], Executor] | None = None,
 ) -> dict:
     """Every row of the sweep plus the metadata that reproduces it. ``online`` is a work folder
     for the daemons (semantic codecs only); ``journal`` gets each row as it finishes, once every
-    check has passed, and with ``resume`` its rows are kept instead of measured again."""
+    check has passed, and with ``resume`` its rows are kept instead of measured again (failed
+    ones are measured again). ``threads``: torch and codec engine threads of whatever measures
+    the cells (rows depend on it). ``distribute`` turns the prepared :class:`Work` into an
+    executor elsewhere (:func:`semnet.experiments.ray_runner.executor`); serial without it.
+
+    ``rows`` are the measured rows (status ok or retried) in cell order; ``failed`` the rows of
+    cells that failed, with their error text; ``cells`` counts each status."""
     if not images:
         raise ConfigError("sweep: no images")
+    if threads < 1:
+        raise ConfigError(f"threads: {threads} must be >= 1")
     if online is not None and spec.classical:
         raise ConfigError(
             f"--online: the daemons carry zoo codecs only, not {spec.classical[0]!r}; "
@@ -467,20 +562,35 @@ def run_sweep(
             "--resume: offline sweeps only (online, the daemons number the frames, so the "
             "interleaving of a cell depends on the cells sent before it)"
         )
-    ready = prepare(images, spec, load)
-    mode = "online" if online is not None else "offline"
-    shapes = {n: list(image.shape[:2]) for n, image in images.items()}
-    with ExitStack() as stack:
-        if journal is not None:
-            header = {"sweep": mode, "axes": asdict(spec), "images": shapes}
-            stack.enter_context(journal.open(header, row_key, resume))
-        run = (
-            stack.enter_context(Online(spec, images, online))
-            if online is not None
-            else Offline(spec, images, ready)
-        )
-        rows = _measure(cells(spec, images), run, journal, progress)
-    first = next(iter(images))
+    if online is not None and distribute is not None:
+        raise ConfigError("--ray: offline sweeps only (online sweeps run their own daemons)")
+    with compute_threads(threads):
+        ready = prepare(images, spec, load, threads)
+        mode = "online" if online is not None else "offline"
+        shapes = {n: list(image.shape[:2]) for n, image in images.items()}
+        with ExitStack() as stack:
+            if journal is not None:
+                header = {"sweep": mode, "axes": asdict(spec), "images": shapes}
+                stack.enter_context(journal.open({**header, "threads": threads}, row_key, resume))
+            if online is not None:
+                # the first failure stops an online sweep: its daemons are likely gone
+                execute = serial(stack.enter_context(Online(spec, images, online)), False)
+            elif distribute is not None:
+                work = Work(
+                    spec, images, load, threads, ready.reference, ready.targets, ready.matched
+                )
+                execute = distribute(work)
+            else:
+                execute = serial(Offline(spec, images, ready))
+            every = _measure(cells(spec, images), execute, journal, progress)
+            if journal is not None:
+                journal.settle(every)  # the journal in cell order, as a serial run leaves it
+        first = next(iter(images))
+        means = {
+            n: {"image": first, "means": channel_means(ready.loaded[n][0], images[first])}
+            for n in spec.semantic
+        }
+    rows = [r for r in every if r["status"] != "failed"]
     return {
         "command": command,
         "semnet_version": __version__,
@@ -501,9 +611,9 @@ def run_sweep(
         },
         "equal_bytes_reference": ready.reference if spec.classical else None,
         "target_bytes": ready.targets or None,
-        "channel_means": {
-            n: {"image": first, "means": channel_means(ready.loaded[n][0], images[first])}
-            for n in spec.semantic
-        },
+        "channel_means": means,
+        "threads": threads,
+        "cells": {status: sum(r["status"] == status for r in every) for status in STATUSES},
         "rows": rows,
+        "failed": [r for r in every if r["status"] == "failed"],
     }

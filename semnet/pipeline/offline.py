@@ -13,8 +13,6 @@ from semnet.core.wire import parse
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, SentFrame, lost_frame, score
 from semnet.pipeline.report import FrameReport
 
-FrameResult = FrameReport  # until the sweep imports FrameReport
-
 
 def deliver(sent: SentFrame, impairment: ImpairModel, start: float, interval: float) -> list:
     """Datagrams as the receiver would see them: (arrival time, bytes), in arrival order."""
