@@ -264,7 +264,8 @@ def test_the_local_testbed_gives_both_daemons_the_same_zoos(tmp_path):
 # -- the CLI -------------------------------------------------------------------------------
 def semnet(*args: str):
     from semnet.cli.main import cli
-    from semnet.cli.train import train, zoo
+    from semnet.cli.train import train
+    from semnet.cli.zoo_commands import zoo
 
     cli.add_command(train)
     cli.add_command(zoo)

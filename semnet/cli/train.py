@@ -1,12 +1,11 @@
-"""`semnet train` (train a codec and ship it to the zoo), `semnet train-imputer` (the same for a
-codec's diffusion imputer), `semnet zoo list` and `semnet zoo import` (outside weights as a zoo
-entry). Both training commands run under torchrun too (``semnet.models.distributed``): every
+"""`semnet train` (train a codec and ship it to the zoo) and `semnet train-imputer` (the same for
+a codec's diffusion imputer). Both run under torchrun too (``semnet.models.distributed``): every
 process trains, rank 0 alone writes the run's files and the zoo entry."""
 
 import json
 import shlex
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import click
 from semnet.errors import SemnetError
 
 if TYPE_CHECKING:  # torch is imported inside the commands
+    from semnet.models import zoo
     from semnet.models.distributed import World
 
 
@@ -156,20 +156,26 @@ def _train_codec(
     if not export:
         return
     done = steps if steps is not None else cfg.train.steps
-    lineage = []
-    if cfg.train.init_from is not None:
-        parent = zoo.entry(cfg.train.init_from)
-        step = {"command": parent.command, "steps": parent.steps, "sha256": parent.sha256}
-        lineage = [*parent.lineage, step]
     entry = new_entry(
         cfg,
         steps=done,
         config=yaml.safe_load(Path(config_path).read_text()),
         data_manifest_sha256=photos.manifest_sha256,
-        lineage=lineage,
+        lineage=lineage(cfg.train.init_from),
         data_manifest=photos.manifest,
     )
     publish(model, entry, target, measure)
+
+
+def lineage(init_from: str | None) -> list[dict]:
+    """The runs behind a fine-tuned entry's starting weights, oldest first (none from scratch)."""
+    if init_from is None:
+        return []
+    from semnet.models import zoo
+
+    parent = zoo.entry(init_from)
+    step = {"command": parent.command, "steps": parent.steps, "sha256": parent.sha256}
+    return [*parent.lineage, step]
 
 
 def new_entry(cfg, **fields) -> "zoo.ZooEntry":
@@ -314,144 +320,4 @@ def _train_imputer(
     click.echo(f"zoo entry written: {entry.name} ({entry.file})", err=True)
 
 
-@click.group()
-def zoo() -> None:
-    """The codecs of the zoos: semnet's own, $SEMNET_ZOO's and --zoo's, plug-ins'."""
-
-
-@zoo.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option(
-    "--zoo",
-    "zoo_dirs",
-    multiple=True,
-    type=click.Path(exists=True),
-    help="a zoo folder or manifest searched first (repeatable)",
-)
-def zoo_list(as_json: bool, zoo_dirs: tuple[str, ...]) -> None:
-    """List the zoos' codecs and diffusion imputers with their measured metrics and where each
-    comes from; * marks the default codec (what every command sends unless told otherwise).
-    Architectures from plug-ins, and what could not be used, follow."""
-    from semnet.models import registry, zoopath
-    from semnet.models.zoo import DEFAULT_CODEC, catalog, imputer_entries
-
-    zoopath.use(zoo_dirs, "--zoo")
-    found, imputers = catalog(), imputer_entries()
-    added = registry.plugin_architectures()
-    if as_json:
-        items = [
-            {
-                "kind": "codec",
-                "default": f.entry.name == DEFAULT_CODEC,
-                "source": f.zoo.source,
-                **asdict(f.entry),
-            }
-            for f in found.found
-        ]
-        items += [{"kind": "imputer", **asdict(e)} for e in imputers]
-        items += [
-            {
-                "kind": "architecture",
-                "name": name,
-                "package": loaded.plugin.package,
-                "version": loaded.plugin.version,
-                "object": loaded.plugin.value,
-                "error": loaded.error,
-            }
-            for name, loaded in added.items()
-        ]
-        items += [{"kind": "problem", "error": p} for p in found.problems]
-        click.echo(json.dumps(items, indent=1))
-        return
-    click.echo(
-        f"  {'codec':<20} {'id':>5} {'architecture':<13} {'bpp':>6} {'lossless dB':>11} "
-        f"{'PSNR kept':>9} {'at loss':>7}  {'file':<40} source"
-    )
-    for f in found.found:
-        e = f.entry
-        m = e.metrics.get("by_loss", {})
-        lossless = m.get("0", {}).get("psnr_db", float("nan"))
-        kept = e.metrics.get("psnr_kept_at_max_loss", float("nan"))
-        at = max(map(float, m), default=float("nan"))
-        mark = "*" if e.name == DEFAULT_CODEC else " "
-        click.echo(
-            f"{mark} {e.name:<20} {e.codec_id:>5} {e.architecture:<13} "
-            f"{e.metrics.get('bpp_on_wire', float('nan')):>6.3f} {lossless:>11.2f} "
-            f"{kept:>9.1%} {at:>7.0%}  {e.file:<40} {f.zoo.source}"
-        )
-    click.echo(f"* the default codec\n\n  {'imputer':<26} {'for codec':<20} {'steps':>6}  file")
-    for e in imputers:
-        click.echo(f"  {e.name:<26} {e.codec:<20} {e.steps:>6}  {e.file}")
-    if added:
-        click.echo(f"\n  {'architecture':<20} {'from plug-in':<30} status")
-        for name, loaded in added.items():
-            package = f"{loaded.plugin.package} {loaded.plugin.version}"
-            click.echo(f"  {name:<20} {package:<30} {loaded.error or 'ok'}")
-    if found.problems:
-        click.echo("\nnot usable:")
-        for problem in found.problems:
-            click.echo(f"  {problem}")
-
-
-@zoo.command("import")
-@click.option(
-    "--architecture",
-    required=True,
-    help="architecture name (semnet's or a plug-in's); overrides the config's",
-)
-@click.option(
-    "--weights",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="safetensors file with the architecture's state dict",
-)
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="model config: name, codec_id, params (and quant)",
-)
-@zoo_option("zoo folder to write the entry to (default: the first of $SEMNET_ZOO, else built-in)")
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float16"]),
-    default="float32",
-    show_default=True,
-    help="precision of the weights written to the zoo",
-)
-@click.option(
-    "--measure/--no-measure",
-    default=False,
-    show_default=True,
-    help="measure on the evaluation photos and record the metrics in the manifest",
-)
-def zoo_import(
-    architecture: str,
-    weights: str,
-    config_path: str,
-    zoo_dir: str | None,
-    dtype: str,
-    measure: bool,
-) -> None:
-    """Make outside weights a zoo entry: build the architecture from the config's params, load
-    the weights (every tensor must fit), write them with a manifest (sha256, params, command)."""
-    import torch
-
-    from semnet.config import load, read_yaml
-    from semnet.models import zoo
-    from semnet.models.config import ModelConfig
-
-    use_zoo(zoo_dir)
-    data = read_yaml(config_path)
-    data["architecture"] = architecture
-    cfg = load(ModelConfig, data)
-    target = zoo.check_new(cfg.name, cfg.codec_id)
-    quant = cfg.quant.as_dict() if cfg.quant is not None else None
-    model = zoo.imported(cfg.architecture, cfg.params, quant, Path(weights))
-    # steps 0 and no data manifest: trained elsewhere
-    entry = new_entry(cfg, steps=0, config=data, data_manifest_sha256="")
-    publish(model, entry, target, measure, getattr(torch, dtype))
-
-
-COMMANDS = (train, train_imputer, zoo)
+COMMANDS = (train, train_imputer)

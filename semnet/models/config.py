@@ -86,6 +86,30 @@ def load_model_config(path: str | Path) -> ModelConfig:
     return load(ModelConfig, read_yaml(path))
 
 
+# Architectures trained by a command of their own, with its own train: keys; `semnet train`
+# trains the rest.
+TRAIN_COMMANDS = {"bsc": "train-interface", "mijscc": "train-multitask"}
+
+
+def train_command(architecture: str) -> str:
+    """The `semnet` command that trains (and ships) an architecture."""
+    return TRAIN_COMMANDS.get(architecture, "train")
+
+
+def load_any_config(path: str | Path):
+    """A shipped model config, read by the loader of the command that trains it."""
+    architecture = read_yaml(path).get("architecture")
+    if architecture == "bsc":
+        from semnet.models.bsc_train import load_interface_config
+
+        return load_interface_config(path)
+    if architecture == "mijscc":
+        from semnet.models.mijscc_train import load_multitask_config
+
+        return load_multitask_config(path)
+    return load_model_config(path)
+
+
 @dataclass(frozen=True)
 class ImputerTrainSettings:
     steps: int = field(default=6000, metadata=positive)
