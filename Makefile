@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint train-data train bench clean metrics-extra
+.PHONY: setup demo test lint train-data train bench clean metrics-extra fashion-mnist
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ train-data: setup
 
 train: train-data
 	$(BIN)/semnet train --config configs/models/cnn-rd-q4.yaml
+
+# Labelled data of the multi-task codec (Debian dataset-fashion-mnist, docs/multitask.md);
+# then: semnet train-multitask --config configs/models/mijscc-fmnist.yaml
+fashion-mnist: setup
+	$(BIN)/python scripts/install_fashion_mnist.py
 
 bench: setup
 	$(BIN)/python benchmarks/frame_time.py

@@ -6,7 +6,7 @@
 # the install; without either it says so and exits 0, and those tests skip with a reason.
 set -euo pipefail
 
-packages=(docker-compose prometheus iproute2)
+packages=(docker-compose prometheus iproute2 dataset-fashion-mnist)
 missing=()
 for pkg in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

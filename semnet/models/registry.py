@@ -7,8 +7,10 @@ from typing import Any
 
 from semnet.errors import ConfigError, ModelError
 from semnet.models import plugins
+from semnet.models.bsc import BSCCodec
 from semnet.models.cnn import CNNCodec, cnn_nsb, cnn_scale, cnn_sem
 from semnet.models.codec import Codec, QuantDefaults
+from semnet.models.mijscc import MIJSCCCodec
 from semnet.models.rd import RDCodec
 from semnet.models.swin import SwinCodec
 
@@ -19,6 +21,8 @@ ARCHITECTURES: dict[str, Callable[..., Codec]] = {
     "cnn-sem": cnn_sem,  # + both (§IV)
     "swin": SwinCodec,  # SwinJSCC-like Transformer (§III-A)
     "cnn-rd": RDCodec,  # + learned gain and factorized prior: entropy coded (issue 16)
+    "mijscc": MIJSCCCodec,  # multi-task: + classifier, A-MIJSCC mask and attention (paper 004)
+    "bsc": BSCCodec,  # binary latent trained through learned BSCs: the bit interface (paper 003)
 }
 BUILT_IN = "built-in"
 QUANT_KINDS = ("uniform", "round", "asymmetric")
