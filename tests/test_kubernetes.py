@@ -451,7 +451,8 @@ def test_streams_overlay_runs_n_senders_with_their_own_stream_ids(tmp_path):
     # Run the container's own script with sh (dash on Debian, as in the image), on the shared
     # sender.yaml, for each pod name the StatefulSet gives; semnet is replaced by a stand-in.
     script = " ".join(c["args"])
-    script = script.replace("/etc/semnet/", f"{CONFIGS}/").replace("/tmp/", f"{tmp_path}/")
+    # /tmp/ first: the repository itself may lie under /tmp (a CI clone)
+    script = script.replace("/tmp/", f"{tmp_path}/").replace("/etc/semnet/", f"{CONFIGS}/")
     script = script.replace("exec semnet sender", "exec true")
     base = daemon_config("sender")
     streams = []
