@@ -8,35 +8,18 @@ from pathlib import Path
 
 import click
 
-from semnet.cli.train import lineage, new_entry, publish, use_zoo, zoo_option
+from semnet.cli.train import lineage, new_entry, publish, training_options, use_zoo
 
 
 @click.command("train-interface")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="config, e.g. configs/models/bsc-learned.yaml",
-)
-@click.option("--steps", type=int, help="stop after this many steps (default: config)")
-@click.option(
-    "--run-dir", type=click.Path(file_okay=False), help="resumable state (default: runs/<name>)"
-)
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads")
-@click.option(
-    "--export/--no-export", default=True, show_default=True, help="measure and write the zoo entry"
-)
-@zoo_option(
-    "zoo folder to write the entry to, searched first (default: the first of $SEMNET_ZOO, "
-    "else the built-in zoo)"
-)
+@training_options("configs/models/bsc-learned.yaml", "measure and write the zoo entry")
 def train_interface(
     config_path: str,
     steps: int | None,
     run_dir: str | None,
     threads: int,
     export: bool,
+    data: str | None,
     zoo_dir: str | None,
 ) -> None:
     """Train a bit-interface codec from a config (resumes from its run folder) and ship it."""
@@ -50,7 +33,7 @@ def train_interface(
     torch.set_num_threads(threads)
     use_zoo(zoo_dir)
     cfg = load_interface_config(config_path)
-    photos = training_data()  # data/training_photos.json: the wallpapers, never eval photos
+    photos = training_data(data)  # --data, else the wallpapers; never evaluation photos
     target = zoo_lib.check_new(cfg.name, cfg.codec_id) if export else None
     run = Path(run_dir or Path("runs") / cfg.name)
     model = train(cfg, run, photos.files, steps=steps, progress=sys.stderr.isatty())

@@ -8,37 +8,16 @@ from pathlib import Path
 
 import click
 
-from semnet.cli.train import new_entry, publish, use_zoo, zoo_option
+from semnet.cli.train import new_entry, publish, training_options, use_zoo
 
 
 @click.command("train-multitask")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="config, e.g. configs/models/mijscc-fmnist.yaml",
-)
-@click.option("--steps", type=int, help="stop after this many steps (default: config)")
-@click.option(
-    "--run-dir", type=click.Path(file_okay=False), help="resumable state (default: runs/<name>)"
-)
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads")
-@click.option(
-    "--export/--no-export",
-    default=True,
-    show_default=True,
-    help="calibrate, measure and write the zoo entry",
-)
+@training_options("configs/models/mijscc-fmnist.yaml", "calibrate, measure and write the zoo entry")
 @click.option(
     "--measure-photos/--no-measure-photos",
     default=True,
     show_default=True,
     help="also measure reconstruction on the evaluation photos (the manifest's by_loss)",
-)
-@zoo_option(
-    "zoo folder to write the entry to, searched first (default: the first of $SEMNET_ZOO, "
-    "else the built-in zoo)"
 )
 def train_multitask(
     config_path: str,
@@ -46,6 +25,7 @@ def train_multitask(
     run_dir: str | None,
     threads: int,
     export: bool,
+    data: str | None,
     measure_photos: bool,
     zoo_dir: str | None,
 ) -> None:
@@ -67,7 +47,7 @@ def train_multitask(
         manifest, manifest_sha256 = fashion_manifest()
         files = None
     else:
-        photos = training_data()
+        photos = training_data(data)
         files, manifest, manifest_sha256 = photos.files, photos.manifest, photos.manifest_sha256
     target = zoo.check_new(cfg.name, cfg.codec_id) if export else None
     run = Path(run_dir or Path("runs") / cfg.name)
