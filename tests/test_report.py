@@ -28,6 +28,9 @@ reports = st.builds(
     bpp=maybe_num,
     psnr_db=maybe_num,
     semantic_agree=st.none() | st.booleans(),
+    classes=st.none()
+    | st.lists(st.fixed_dictionaries({"label": st.text(max_size=8), "p": st.floats(0, 1)})),
+    end_index=st.none() | counts,
     timings=st.dictionaries(st.text(max_size=10), st.floats(0, 10), max_size=3),
     receiver_report=st.none() | st.fixed_dictionaries({"fraction_lost": st.floats(0, 1)}),
     error=maybe_text,
@@ -61,6 +64,7 @@ def test_unknown_keys_are_ignored_so_a_newer_receiver_still_reports():
         ({"frame": 1, "datagrams_sent": 2, "datagrams_malformed": {"crc": 1.5}}, "malformed"),
         ({"frame": 1, "datagrams_sent": 2, "timings": {"decode": "slow"}}, "'timings'"),
         ({"frame": 1, "datagrams_sent": 2, "error": 3}, "'error'"),
+        ({"frame": 1, "datagrams_sent": 2, "classes": [{"label": "shirt"}]}, "'classes'"),
         ({"frame": 1}, "lacks 'datagrams_sent'"),
         ([1, 2], "JSON object, not list"),
     ],

@@ -101,10 +101,16 @@ def describe(r: dict) -> str:
         )
     psnr = "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.2f} dB"
     ssim = "-" if r.get("ssim") is None else f"{r['ssim']:.4f}"
+    extra = ""
+    if r.get("classes"):  # a multi-task codec: the class read from the latent
+        top = r["classes"][0]
+        extra += f", class {top['label']} ({top['p']:.0%})"
+    if r.get("end_index") is not None:
+        extra += f", {r['end_index']} channels sent"
     return (
         f"{r['name']}: frame {r['frame']}, datagrams {r['datagrams_received']}/"
         f"{r['datagrams_sent']}, loss {r['loss_ratio']:.1%}, PSNR {psnr}, SSIM {ssim}, "
-        f"{r['bpp']:.3f} bpp, saved {r['saved']}"
+        f"{r['bpp']:.3f} bpp{extra}, saved {r['saved']}"
     )
 
 

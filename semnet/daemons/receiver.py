@@ -339,7 +339,12 @@ class Receiver:
             raise SemnetError(f"{desc.image_h}x{desc.image_w} image > max_pixels")
         codec = self.codec_for(desc.codec_id)
         expected = codec.latent_shape(desc.image_h, desc.image_w)
-        if pixels == 0 or desc.latent != expected:
+        prefix = (  # an A-MIJSCC frame: channels 0..k-1 only
+            hasattr(codec, "end_index")
+            and 0 < desc.latent[0] <= expected[0]
+            and desc.latent[1:] == expected[1:]
+        )
+        if pixels == 0 or (desc.latent != expected and not prefix):
             raise SemnetError(
                 f"latent {desc.latent} is not the codec's {expected} for the image size"
             )
@@ -374,6 +379,7 @@ class Receiver:
             datagrams_received=decoded.received,
             datagrams_malformed=dict(decoded.dropped),
             loss_ratio=decoded.loss_ratio,
+            classes=decoded.classes,
             saved=saved,
             timings=decoded.timings,
             **quality,

@@ -103,6 +103,7 @@ class Sender:
             raise ConfigError(f"data_to: cannot send to {cfg.data_to} ({why})") from None
         self.receiver = f"http://{cfg.receiver_http}"
         self.book = ReportBook([cfg.stream], self.key, cfg.feedback_timeout)
+        self.active: int | None = None  # the end index the last frame used (A-MIJSCC codecs)
         # Frames overlap in three stages: frame n+1 is encoded while frame n is paced onto the
         # wire while frame n-1's report is awaited. Both locks are FIFO and a frame queues for
         # the wire before it lets the next one encode, so frames reach the wire in their order.
@@ -156,14 +157,29 @@ class Sender:
                     raise web.HTTPBadRequest(text=f"bad send request: {exc}") from None
                 self.codec_name = codec.name
             loop = asyncio.get_running_loop()
-            sent = await loop.run_in_executor(self.worker, self.encoder.encode, image)
+            k = self.end_index(self.encoder.codec)
+            sent = await loop.run_in_executor(self.worker, self.encoder.encode, image, k)
             await self.wire.acquire()
         try:
             reference_ok, send_time = await self.transmit(name, image, sent)
         finally:
             self.wire.release()
-        report = await self.report(name, image, sent, reference_ok, send_time)
+        report = await self.report(name, image, sent, reference_ok, send_time, k)
         return web.json_response(report.to_json())
+
+    def end_index(self, codec) -> int | None:
+        """The active prefix of the next frame for an A-MIJSCC codec (None: every channel),
+        chosen from the stream's latest receiver report: the loop closed over the real reverse
+        path. With no fresh report (none yet, or all lost for feedback_timeout) every channel
+        goes, the fixed-length default."""
+        if not hasattr(codec, "end_index"):
+            return None
+        report = self.book.latest(self.cfg.stream, time.monotonic())
+        if report is None:
+            self.active = None
+            return None
+        self.active = codec.end_index((report.fraction_lost, max(1.0, report.mean_burst)))
+        return self.active
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
@@ -201,7 +217,13 @@ class Sender:
         return reference_ok, time.perf_counter() - t0
 
     async def report(
-        self, name: str, image: np.ndarray, sent: SentFrame, reference_ok: bool, send_time: float
+        self,
+        name: str,
+        image: np.ndarray,
+        sent: SentFrame,
+        reference_ok: bool,
+        send_time: float,
+        end_index: int | None,
     ) -> FrameReport:
         """What the client gets: the receiver's report of the frame with the sender's side on
         top."""
@@ -215,6 +237,7 @@ class Sender:
             "datagrams_sent": len(sent.datagrams),
             "bytes_sent": sent.bytes_sent,
             "bpp": 8 * sent.bytes_sent / (h * w),
+            "end_index": end_index,
         }
         log.info(
             "frame %d (%s): %d datagrams, %d bytes, %.3f bpp",
@@ -313,6 +336,14 @@ class Sender:
         yield Sample(
             "sender_report_errors_total", "Frames the receiver did not report", self.report_errors
         )
+        if self.active is not None:
+            yield Sample(
+                "sender_active_channels",
+                "Latent channels the last frame sent (an A-MIJSCC codec's end index)",
+                self.active,
+                stream,
+                kind="gauge",
+            )
         yield from self.feedback_samples(time.monotonic())
 
     def feedback_samples(self, now: float):

@@ -119,10 +119,16 @@ class FrameEncoder:
             hi=defaults.hi if fixed else None,
         )
 
-    def encode(self, image: np.ndarray) -> SentFrame:
+    def encode(self, image: np.ndarray, end_index: int | None = None) -> SentFrame:
+        """``end_index`` k: send only latent channels 0..k-1 (an A-MIJSCC codec's active
+        prefix); the descriptor's latent says k, so the frame tells which index it used."""
         t0 = time.perf_counter()
         with torch.inference_mode():
             y = self.codec.encode(to_tensor(image, self.device))[0].float().cpu().numpy()
+        if end_index is not None:
+            if not 0 < end_index <= y.shape[0]:
+                raise ConfigError(f"end index {end_index} is not in 1..{y.shape[0]}")
+            y = y[:end_index]
         t1 = time.perf_counter()
         spec = self.quant_spec(y)
         frame = self.next_frame
@@ -174,6 +180,7 @@ class DecodedFrame:
     # Datagrams that arrived but whose entropy-coded payload did not decode, by reason: they
     # count as lost here, and the receiver moves them from accepted to malformed.
     dropped: Counter = field(default_factory=Counter)
+    classes: list[dict] | None = None  # a multi-task codec's top classes from the latent
 
     @property
     def loss_ratio(self) -> float:
@@ -212,14 +219,17 @@ class FrameDecoder:
         codec and size go through the synthesis transform as one batch (a GPU's throughput;
         on a CPU it gains little). A batch of one is the plain per-frame path."""
         t0 = time.perf_counter()
-        filled, received, dropped = [], [], []
+        filled, received, dropped, classes = [], [], [], []
         for frame in frames:
             desc = frame.descriptor
+            codec = self.codec_for(desc.codec_id)
             q, mask, lost = self.depacketize(frame)
             y = torch.from_numpy(quant.dequantize(desc.quant, q))[None].to(self.device)
             got = torch.from_numpy(mask)[None].to(self.device)
+            y, got = whole(codec, y, got)
             with torch.inference_mode():
-                filled.append(self.fill(y, got, self.codec_for(desc.codec_id)))
+                filled.append(self.fill(y, got, codec))
+                classes.append(top_classes(codec, filled[-1], got))
             received.append(frame.received - sum(lost.values()))
             dropped.append(lost)
         t1 = time.perf_counter()
@@ -242,9 +252,37 @@ class FrameDecoder:
                 f.count,
                 {"depacketize_fill": fill_time, "decode": t2 - t1},
                 dropped[i],
+                classes[i],
             )
             for i, f in enumerate(frames)
         ]
+
+
+def whole(codec: Codec, y: torch.Tensor, got: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prefix frame's latent and mask (A-MIJSCC: only channels 0..k-1 were sent) padded to
+    the codec's channels; the channels not sent count as not received."""
+    missing = codec.latent_channels - y.shape[1]
+    if missing <= 0:
+        return y, got
+    shape = (y.shape[0], missing, *y.shape[2:])
+    return (
+        torch.cat([y, y.new_zeros(shape)], dim=1),
+        torch.cat([got, got.new_zeros(shape)], dim=1),
+    )
+
+
+def top_classes(codec: Codec, y: torch.Tensor, got: torch.Tensor, n: int = 5) -> list | None:
+    """The n likeliest classes a multi-task codec reads from a filled latent, with their
+    probabilities; None for a codec without a classifier."""
+    if not hasattr(codec, "classify"):
+        return None
+    probs = torch.softmax(codec.classify(y, got).float(), dim=1)[0]
+    top = probs.topk(min(n, probs.numel()))
+    names = codec.class_names
+    return [
+        {"label": names[int(i)], "p": round(float(p), 4)}
+        for p, i in zip(top.values, top.indices, strict=True)
+    ]
 
 
 def batches(frames: list[AssembledFrame]) -> list[list[int]]:

@@ -57,6 +57,7 @@ def transmit(
         bpp=8 * sent.bytes_sent / (h * w),
         loss_ratio=decoded.loss_ratio,
         image=decoded.image,
+        classes=decoded.classes,
         timings={**sent.timings, **decoded.timings},
         **quality,
     )

@@ -38,6 +38,9 @@ class FrameReport:
     ms_ssim: float | None = None  # None on images too small for its 5 scales
     lpips: float | None = None  # with perceptual scoring (see semnet.pipeline.frames.score)
     semantic_agree: bool | None = None
+    # a multi-task codec's top classes read from the latent: [{"label": str, "p": float}, ...]
+    classes: list[dict] | None = None
+    end_index: int | None = None  # the active prefix an A-MIJSCC sender chose (None: all sent)
     saved: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     receiver_report: dict | None = None  # the sender's latest RTCP-like report of the stream
@@ -92,6 +95,8 @@ _KINDS: dict[str, tuple[str | None, ...]] = {
     "loss_ratio": (_NUM, None),
     **{name: (_NUM, None) for name in QUALITY if name != "semantic_agree"},
     "semantic_agree": (_BOOL, None),
+    "classes": ("classes", None),
+    "end_index": (_INT, None),
     "saved": (_STR, None),
     "timings": ("timings",),
     "receiver_report": ("object", None),
@@ -114,6 +119,14 @@ def _is(value: object, kind: str | None) -> bool:
         return isinstance(value, str)
     if kind == "object":
         return isinstance(value, dict)
+    if kind == "classes":
+        return isinstance(value, list) and all(
+            isinstance(c, dict)
+            and set(c) == {"label", "p"}
+            and _is(c["label"], _STR)
+            and _is(c["p"], _NUM)
+            for c in value
+        )
     number = _INT if kind == "counts" else _NUM
     return isinstance(value, dict) and all(
         isinstance(k, str) and _is(v, number) for k, v in value.items()
