@@ -143,9 +143,18 @@ class DiffusionImputer(nn.Module):
         dilated loss region M; together they are the v-prediction error."""
         n = y0.shape[0]
         t = torch.randint(1, TRAIN_STEPS + 1, (n,), generator=gen, device=y0.device)
-        a = alpha_bar(t).view(n, 1, 1, 1)
+        eps = torch.randn(y0.shape, generator=gen, device=y0.device)
+        err, region = self.masked_error(y0, lost, f0, t, eps)
+        return err / region.clamp(min=1.0)
+
+    def masked_error(
+        self, y0: torch.Tensor, lost: torch.Tensor, f0: torch.Tensor, t: torch.Tensor, eps
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed v-prediction error over the loss region, the region's size) at timesteps
+        ``t`` with noise ``eps``: the loss before it is normalised (by one process, or by the
+        whole batch across processes, semnet.models.imputer_train.shared_loss)."""
+        a = alpha_bar(t).view(-1, 1, 1, 1)
         z0 = self._norm(y0)
-        eps = torch.randn(z0.shape, generator=gen, device=y0.device)
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
         cond = self._condition(torch.where(lost, f0, y0), lost)
         region = dilate(lost, self.kappa).float()
@@ -153,7 +162,7 @@ class DiffusionImputer(nn.Module):
         eps_hat = (1 - a).sqrt() * z_t + a.sqrt() * v
         z0_hat = a.sqrt() * z_t - (1 - a).sqrt() * v
         err = ((eps_hat - eps).square() + (z0_hat - z0).square()) * region
-        return err.sum() / region.sum().clamp(min=1.0)
+        return err.sum(), region.sum()
 
     @torch.no_grad()
     def impute(

@@ -24,7 +24,7 @@ from semnet.models import distributed
 from semnet.models.codec import Codec
 from semnet.models.config import ImputerConfig, ImputerTrainSettings
 from semnet.models.distributed import Share
-from semnet.models.imputer import TRAIN_STEPS, DiffusionImputer, alpha_bar, dilate, f0_latent
+from semnet.models.imputer import TRAIN_STEPS, DiffusionImputer, dilate, f0_latent
 from semnet.models.train import CropSampler, lr_at, resume, save_state, training_files
 
 
@@ -83,20 +83,12 @@ def shared_loss(
     noise are its rows of those one process draws for the whole batch, and the masked error is
     divided by the whole batch's loss ``region`` (entries, at least 1) times the share's
     fraction of the batch, so that the processes' mean — what DDP's gradient averaging takes —
-    is the single-process loss. (The same expression as ``loss``; a test keeps them equal.)"""
+    is the single-process loss."""
     n = share.total
     t = share.mine(torch.randint(1, TRAIN_STEPS + 1, (n,), generator=gen, device=y0.device))
-    a = alpha_bar(t).view(-1, 1, 1, 1)
-    z0 = model._norm(y0)
-    eps = share.mine(torch.randn(share.whole(z0.shape), generator=gen, device=y0.device))
-    z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
-    cond = model._condition(torch.where(lost, f0, y0), lost)
-    mask = dilate(lost, model.kappa).float()
-    v = model.unet(z_t, t, cond)
-    eps_hat = (1 - a).sqrt() * z_t + a.sqrt() * v
-    z0_hat = a.sqrt() * z_t - (1 - a).sqrt() * v
-    err = ((eps_hat - eps).square() + (z0_hat - z0).square()) * mask
-    return err.sum() * (n / y0.shape[0]) / region
+    eps = share.mine(torch.randn(share.whole(y0.shape), generator=gen, device=y0.device))
+    err, _ = model.masked_error(y0, lost, f0, t, eps)
+    return err * (n / y0.shape[0]) / region
 
 
 def train_imputer(
