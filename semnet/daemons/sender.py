@@ -103,7 +103,7 @@ class Sender:
             raise ConfigError(f"data_to: cannot send to {cfg.data_to} ({why})") from None
         self.receiver = f"http://{cfg.receiver_http}"
         self.book = ReportBook([cfg.stream], self.key, cfg.feedback_timeout)
-        self.active: int | None = None  # the end index the last frame used (A-MIJSCC codecs)
+        self.active: int | None = None  # latent channels the last frame sent (its end index)
         # Frames overlap in three stages: frame n+1 is encoded while frame n is paced onto the
         # wire while frame n-1's report is awaited. Both locks are FIFO and a frame queues for
         # the wire before it lets the next one encode, so frames reach the wire in their order.
@@ -159,6 +159,7 @@ class Sender:
             loop = asyncio.get_running_loop()
             k = self.end_index(self.encoder.codec)
             sent = await loop.run_in_executor(self.worker, self.encoder.encode, image, k)
+            self.active = sent.descriptor.latent[0]
             await self.wire.acquire()
         try:
             reference_ok, send_time = await self.transmit(name, image, sent)
@@ -176,10 +177,8 @@ class Sender:
             return None
         report = self.book.latest(self.cfg.stream, time.monotonic())
         if report is None:
-            self.active = None
             return None
-        self.active = codec.end_index((report.fraction_lost, max(1.0, report.mean_burst)))
-        return self.active
+        return codec.end_index((report.fraction_lost, max(1.0, report.mean_burst)))
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
@@ -339,7 +338,8 @@ class Sender:
         if self.active is not None:
             yield Sample(
                 "sender_active_channels",
-                "Latent channels the last frame sent (an A-MIJSCC codec's end index)",
+                "Latent channels the last frame sent: all of a fixed-length codec's, an A-MIJSCC "
+                "codec's end index",
                 self.active,
                 stream,
                 kind="gauge",
