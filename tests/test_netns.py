@@ -3,7 +3,10 @@
 Each daemon runs in its own namespace with its own addresses, from the container configs
 (deploy/configs/*.yaml) as they are — peers named `proxy` and `receiver`, resolved through a
 per-namespace hosts file (/etc/netns/NS/hosts, which `ip netns exec` mounts over /etc/hosts) —
-except that the data sockets bind the address of the link they serve. A fourth namespace plays
+except that the receiver's data socket binds the address of its link. The proxy serves two links
+and binds the wildcard, as in compose: bound to its sender-side address it would send the
+receiver datagrams from an address the receiver has no route back to, and every receiver report
+would fail there (the reverse path is asserted below). A fourth namespace plays
 the monitoring host: Prometheus, with docker/prometheus.yml at a 1 s interval, scrapes all three.
 
     sender 10.77.1.2 ──data── 10.77.1.1 proxy 10.77.2.1 ──data── 10.77.2.2 receiver
@@ -63,7 +66,7 @@ PEERS = {  # what each host calls the others: its /etc/hosts
     "receiver": {},
     "monitor": {"sender": "10.77.10.2", "proxy": "10.77.11.2", "receiver": "10.77.12.2"},
 }
-DATA_BIND = {"proxy": "10.77.1.1", "receiver": "10.77.2.2"}
+DATA_BIND = {"receiver": "10.77.2.2"}
 IMPAIR = "loss random 20%"
 PROMETHEUS_HTTP = "127.0.0.1:9090"  # inside the monitor namespace
 FETCH = (
@@ -292,6 +295,9 @@ def test_three_hosts_scraped_by_prometheus_close_the_books(hosts, tmp_path):
         f"sum(semnet_datagrams_sent_total) - sum(semnet_datagrams_received_total) - {dropped}"
     )
     assert hosts.value(identity) == 0
+    # the receiver's reports came back over the proxy's reverse direction to the sender
+    assert hosts.value("sum(semnet_receiver_report_errors_total)") == 0
+    assert hosts.value("sum(semnet_sender_feedback_reports_total)") > 0
 
     psnr = hosts.query("sum by (loss_bucket) (semnet_frame_psnr_db_count)")
     buckets = {r["metric"]["loss_bucket"]: float(r["value"][1]) for r in psnr}
