@@ -257,10 +257,12 @@ class LocalTestbed:
         log_level: str = "warning",
         auth_key: bytes | None = None,
         senders: int = 1,
+        proxy: dict | None = None,
     ) -> None:
-        """``auth_key`` turns on authentication: the key goes to a file (mode 0600) that the
-        sender's and the receiver's configs name, and the testbed signs its own requests.
-        ``senders`` > 1 starts that many senders (``sender`` is the config of each), named
+        """``proxy``: more keys of the proxy's config (e.g. ``interface``). ``auth_key`` turns
+        on authentication: the key goes to a file (mode 0600) that the sender's and the
+        receiver's configs name, and the testbed signs its own requests. ``senders`` > 1 starts
+        that many senders (``sender`` is the config of each), named
         ``sender0``.. with streams ``stream`` (1 unless ``sender`` sets it) and up."""
         if not 1 <= senders <= 256:
             raise SemnetError(f"senders: {senders} is not in 1..256")
@@ -295,6 +297,7 @@ class LocalTestbed:
                 "impair": impair,
                 "seed": seed,
                 **auth,
+                **(proxy or {}),
             },
         }
         first_stream = (sender or {}).get("stream", 1)

@@ -1,4 +1,5 @@
-"""`semnet ctl proxy show|set|reset`: a running proxy's impairment, over its HTTP API."""
+"""`semnet ctl proxy show|set|reset|interface`: a running proxy's impairment and the bit
+interface its access node protects, over its HTTP API."""
 
 import json
 
@@ -86,6 +87,45 @@ def reset(proxy: str, auth_key_file: str | None, as_json: bool) -> None:
     """Restore both directions' configured impairment, restarted from its seed (or the replay
     from its first record)."""
     echo(call(proxy, auth_key_file, "/impairment/reset", {}, "POST"), as_json)
+
+
+@proxy_group.group("interface")
+def interface_group() -> None:
+    """The bit interface (paper 003) a `link ... errors bits` stage protects."""
+
+
+@interface_group.command("set")
+@click.argument("file", type=click.Path(dir_okay=False))
+@proxy_options
+def interface_set(file: str, proxy: str, auth_key_file: str | None, as_json: bool) -> None:
+    """Give the proxy FILE (semnet-interface/1, e.g. `semnet zoo show NAME --interface --json`),
+    checked here and there: a wrong length or an eps outside [0, 0.5] changes nothing."""
+    from semnet.core.interface import load
+
+    iface = load(file)
+    echo_interface(call(proxy, auth_key_file, "/interface", iface.as_dict(), "PUT"), as_json)
+
+
+@interface_group.command("show")
+@proxy_options
+def interface_show(proxy: str, auth_key_file: str | None, as_json: bool) -> None:
+    """Print the proxy's interface and the flip probability its node gives each class."""
+    echo_interface(call(proxy, auth_key_file, "/interface"), as_json)
+
+
+def echo_interface(state: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(state, indent=1))
+        return
+    iface = state.get("interface")
+    if iface is None:
+        click.echo("interface (none)")
+    else:
+        click.echo(f"interface {iface['channels']} channels x {iface['bits']} bits")
+    for name in DIRECTIONS:
+        if name in state:
+            flips = " ".join(f"{p:.3g}" for p in state[name]["class_flip"])
+            click.echo(f"{name:<8} flip probability by class (MSB first): {flips}")
 
 
 COMMANDS = (ctl,)

@@ -48,6 +48,16 @@ def given(flags: dict) -> dict:
     default=None,
     help="CAM importance per datagram, for semantic-aware power allocation in the proxy",
 )
+@click.option(
+    "--planes/--no-planes",
+    default=None,
+    help="bit-planes apart, one importance class per datagram (a proxy's `errors bits` link)",
+)
+@click.option(
+    "--payload-check/--no-payload-check",
+    default=None,
+    help="whether the crc covers the payload (off: flipped bits reach the decoder; planes only)",
+)
 @click.option("--seed", type=int)
 def sender(config: str | None, **flags) -> None:
     """Encode images handed over by `semnet send` and send them as datagrams."""
@@ -77,6 +87,11 @@ def sender(config: str | None, **flags) -> None:
     "--replay",
     type=click.Path(dir_okay=False),
     help="forward direction: apply this fate or 0/1 trace instead of --impair",
+)
+@click.option(
+    "--interface",
+    type=click.Path(dir_okay=False),
+    help="the bit interface a `link ... errors bits` stage protects (semnet-interface/1 JSON)",
 )
 def proxy(config: str | None, **flags) -> None:
     """Forward datagrams through netem-style impairments.

@@ -210,6 +210,14 @@ def group(interface: Interface, n_classes: int = 4) -> Classes:
     return Classes(labels.reshape(interface.eps.shape), eps, sizes)
 
 
+def by_position(interface: Interface) -> Classes:
+    """One class per bit position, MSB first: the classes bit-plane datagrams carry (each holds
+    one plane, wire.FLAG_PLANES), so a hop reads a datagram's class from its header alone."""
+    labels = np.broadcast_to(np.arange(interface.bits), interface.eps.shape).copy()
+    sizes = np.full(interface.bits, interface.channels)
+    return Classes(labels, interface.by_bit(), sizes)
+
+
 # --- the channel --------------------------------------------------------------------------
 
 
@@ -403,14 +411,18 @@ def flip_bits(
     return out
 
 
-def flip_packed(payload: bytes, prob: float, rng: np.random.Generator) -> bytes:
-    """``payload`` with each of its bits flipped with probability ``prob`` (a datagram's
-    payload in one class, for the proxy's link stage)."""
+def flip_mask(n_bytes: int, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """A packed XOR mask for ``n_bytes`` bytes, each bit set with probability ``prob``."""
     if not 0.0 <= prob <= 1.0:
         raise ConfigError(f"flip probability {prob!r} is not in [0, 1]")
-    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
-    flips = (rng.random(bits.size) < prob).astype(np.uint8)
-    return np.packbits(bits ^ flips).tobytes()
+    return np.packbits(rng.random(n_bytes * 8) < prob)
+
+
+def flip_packed(payload: bytes, prob: float, rng: np.random.Generator) -> bytes:
+    """``payload`` with each of its bits flipped with probability ``prob`` (a datagram's
+    payload in one class)."""
+    mask = flip_mask(len(payload), prob, rng)
+    return (np.frombuffer(payload, dtype=np.uint8) ^ mask).tobytes()
 
 
 # --- packet-level unequal protection ------------------------------------------------------

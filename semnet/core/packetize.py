@@ -5,6 +5,11 @@ interleaving is on, then concatenated. Datagram i carries the i-th run of ``per_
 elements of that order, so no byte is wasted, a unit may straddle two datagrams, and losing a
 datagram loses exactly its own elements. The receiver rebuilds the same layout from the
 descriptor alone; the payload is nothing but packed values.
+
+A bit-plane frame (``descriptor.planes``, paper 003) sends each bit position apart, MSB first:
+datagram i carries plane ``i // runs`` of run ``i % runs`` of the same send order, one bit per
+element, so each datagram holds bits of one importance class. An element counts as received
+when all its planes arrived; the bits that did arrive still reach its value.
 """
 
 from __future__ import annotations
@@ -51,16 +56,26 @@ class Layout:
 
     order: np.ndarray  # flat latent indices in send order (read-only)
     per_datagram: int
-    count: int
+    runs: int  # runs of per_datagram elements in the send order
     bits: int
+    planes: int  # planes sent apart: ``bits`` for bit-planes, else 1
+
+    @property
+    def count(self) -> int:
+        return self.runs * self.planes
 
     def elements(self, index: int) -> np.ndarray:
         """Flat latent indices carried by datagram ``index``."""
-        return self.order[index * self.per_datagram : (index + 1) * self.per_datagram]
+        run = index % self.runs
+        return self.order[run * self.per_datagram : (run + 1) * self.per_datagram]
+
+    def plane(self, index: int) -> int:
+        """The bit position datagram ``index`` carries (0 = MSB; 0 for whole values)."""
+        return index // self.runs
 
     def payload_size(self, index: int) -> int:
         """Exact payload bytes datagram ``index`` must have."""
-        return packed_size(len(self.elements(index)), self.bits)
+        return packed_size(len(self.elements(index)), 1 if self.planes > 1 else self.bits)
 
 
 # Frames differ by interleaving seed, so entries serve one frame in flight each; 16 bounds the
@@ -72,18 +87,21 @@ def _layout(
     seed: int | None,
     per_datagram: int,
     bits: int,
+    planes: int,
 ) -> Layout:
     order, sizes = canonical(shape, partition)
     if seed is not None:
         order = _gather_runs(order, sizes, permutation(sizes.size, seed))
         order.flags.writeable = False
-    return Layout(order, per_datagram, -(-order.size // per_datagram), bits)
+    return Layout(order, per_datagram, -(-order.size // per_datagram), bits, planes)
 
 
 def layout(desc: FrameDescriptor) -> Layout:
     """The frame's layout, cached on the fields that shape it (not lo/hi, which vary per frame)."""
     seed = desc.seed if desc.interleave else None
-    return _layout(desc.latent, desc.partition, seed, desc.per_datagram, desc.quant.bits)
+    return _layout(
+        desc.latent, desc.partition, seed, desc.per_datagram, desc.quant.bits, desc.plane_count
+    )
 
 
 def packetize(
@@ -113,7 +131,12 @@ def packetize(
         )
     send = q.reshape(-1)[lay.order]
     step = lay.per_datagram
-    payloads = [pack_bits(send[i * step : (i + 1) * step], lay.bits) for i in range(lay.count)]
+    runs = [send[r * step : (r + 1) * step] for r in range(lay.runs)]
+    if desc.planes:  # plane j of every run, MSB first
+        shifts = range(lay.bits - 1, -1, -1)
+        payloads = [np.packbits((run >> s) & 1).tobytes() for s in shifts for run in runs]
+    else:
+        payloads = [pack_bits(run, lay.bits) for run in runs]
     return frame_datagrams(desc, payloads, stream, frame, first_seq, key, importance)
 
 
@@ -138,6 +161,7 @@ def frame_datagrams(
                 descriptor=desc,
                 payload=payload,
                 importance=None if importance is None else int(importance[i]),
+                plane=i * desc.plane_count // len(payloads) if desc.planes else None,
             ),
             key,
         )
@@ -153,7 +177,8 @@ def datagram_importance(desc: FrameDescriptor, spatial: np.ndarray) -> list[int]
     importances come out equal, as they should — CAM importance is spatial.
     """
     lay = layout(desc)
-    return run_importance(desc, lay.order, np.arange(0, lay.order.size, lay.per_datagram), spatial)
+    starts = np.arange(0, lay.order.size, lay.per_datagram)
+    return run_importance(desc, lay.order, starts, spatial) * lay.planes
 
 
 def run_importance(
@@ -177,11 +202,15 @@ def check_payload(dg: Datagram) -> None:
     cost the receiver an index array per datagram.
     """
     desc = dg.descriptor
-    total, step = math.prod(desc.latent), desc.per_datagram
-    count = -(-total // step)
+    total, step, runs = math.prod(desc.latent), desc.per_datagram, desc.runs
+    count = runs * desc.plane_count
     if dg.count != count:
         raise WireError("bad_field", f"count {dg.count} != layout count {count}")
-    expected = packed_size(min(step, total - dg.index * step), desc.quant.bits)
+    if dg.plane is not None and dg.plane != dg.index // runs:
+        raise WireError("unknown_class", f"class {dg.plane} in datagram {dg.index} of a plane")
+    run = dg.index % runs
+    bits = 1 if desc.planes else desc.quant.bits
+    expected = packed_size(min(step, total - run * step), bits)
     if len(dg.payload) != expected:
         raise WireError("payload_length", f"{len(dg.payload)} bytes != {expected}")
 
@@ -195,9 +224,24 @@ def depacketize(
     """
     lay = layout(desc)
     q = np.zeros(lay.order.size, dtype=np.uint16)
+    if desc.planes:
+        return _place_planes(datagrams, lay, q, desc.latent)
     mask = np.zeros(lay.order.size, dtype=bool)
     for dg in datagrams:
         elements = lay.elements(dg.index)
         q[elements] = unpack_bits(dg.payload, lay.bits, elements.size)
         mask[elements] = True
     return q.reshape(desc.latent), mask.reshape(desc.latent)
+
+
+def _place_planes(
+    datagrams: Iterable[Datagram], lay: Layout, q: np.ndarray, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bit-plane payloads OR-ed into ``q``; an element is received when all its planes were."""
+    planes = np.zeros(q.size, dtype=np.uint8)
+    for dg in datagrams:
+        elements = lay.elements(dg.index)
+        bits = np.unpackbits(np.frombuffer(dg.payload, np.uint8), count=elements.size)
+        q[elements] |= bits.astype(np.uint16) << (lay.bits - 1 - lay.plane(dg.index))
+        planes[elements] += 1
+    return q.reshape(shape), (planes == lay.bits).reshape(shape)

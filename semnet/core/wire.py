@@ -9,6 +9,17 @@ With flag bit 3 (importance) one byte follows the descriptor: the datagram's sem
 importance, 0..255 for [0, 1] (paper 002 eq. 27), which a wireless link stage reads to allocate
 power without parsing the rest (:func:`peek_importance`).
 
+With flag bit 4 (bit-planes) the payload is one bit-plane of a run of the send order, one bit
+per element, and one class byte follows the descriptor (before any importance byte): the bit
+position it carries, 0 = MSB, which is its importance class (paper 003: a wireless access node
+protects each class as the source's interface asks, :func:`peek_plane`). A frame sends its
+planes MSB first, each split into the same runs.
+
+With flag bit 5 (payload unchecked) the crc covers the header, the descriptor and the class
+and importance bytes but not the payload: UDP-Lite's partial coverage, so a payload whose bits
+a wireless hop flipped still reaches the decoder, which was trained to live with it. The tag
+covers the payload, so an authenticated datagram is always checked.
+
 With flag bit 2 (entropy coded) the payload is not fixed-width values but one self-contained
 entropy-coded run of the frame's send order (``semnet.core.coded``): datagrams then carry
 different numbers of elements, and the descriptor's quantizer names the coder's alphabet.
@@ -39,7 +50,16 @@ FLAG_INTERLEAVED = 0x01
 FLAG_AUTHENTICATED = 0x02
 FLAG_ENTROPY = 0x04
 FLAG_IMPORTANCE = 0x08
-KNOWN_FLAGS = FLAG_INTERLEAVED | FLAG_AUTHENTICATED | FLAG_ENTROPY | FLAG_IMPORTANCE
+FLAG_PLANES = 0x10
+FLAG_PAYLOAD_UNCHECKED = 0x20
+KNOWN_FLAGS = (
+    FLAG_INTERLEAVED
+    | FLAG_AUTHENTICATED
+    | FLAG_ENTROPY
+    | FLAG_IMPORTANCE
+    | FLAG_PLANES
+    | FLAG_PAYLOAD_UNCHECKED
+)
 MAX_DATAGRAM = 65507  # largest UDP payload over IPv4
 # Bounds memory a receiver spends on one (possibly forged) descriptor: 4 Mi latent elements.
 MAX_LATENT_ELEMENTS = 1 << 22
@@ -148,6 +168,8 @@ class FrameDescriptor:
     authenticated: bool = False  # a tag follows the payload: fewer elements per datagram
     importance: bool = False  # each datagram carries an importance byte before its payload
     entropy: bool = False  # payloads are entropy-coded runs, not fixed-width values
+    planes: bool = False  # payloads are bit-planes, each datagram's class byte its bit position
+    payload_checked: bool = True  # False: the crc leaves the payload out (bit errors pass)
 
     def __post_init__(self) -> None:
         _check_int("codec_id", self.codec_id, 0, 0xFFFF)
@@ -164,22 +186,41 @@ class FrameDescriptor:
         object.__setattr__(self, "authenticated", bool(self.authenticated))
         object.__setattr__(self, "importance", bool(self.importance))
         object.__setattr__(self, "entropy", bool(self.entropy))
+        object.__setattr__(self, "planes", bool(self.planes))
+        object.__setattr__(self, "payload_checked", bool(self.payload_checked))
+        if self.planes and self.entropy:
+            raise ConfigError("planes: an entropy-coded payload has no bit-planes")
+        if self.authenticated and not self.payload_checked:
+            raise ConfigError("payload_check: the tag covers the payload; authenticated is checked")
         _check_int("datagram_size", self.datagram_size, self.overhead + 3, MAX_DATAGRAM)
         if not isinstance(self.quant, QuantSpec) or not isinstance(self.partition, PartitionSpec):
             raise ConfigError("descriptor needs a QuantSpec and a PartitionSpec")
         object.__setattr__(self, "interleave", bool(self.interleave))
         if not self.entropy:  # coded runs vary in length: the packetizer checks their count
-            _check_int("datagram count", math.ceil(elements / self.per_datagram), 1, MAX_COUNT)
+            _check_int("datagram count", self.runs * self.plane_count, 1, MAX_COUNT)
 
     @property
     def overhead(self) -> int:
-        """Bytes of a datagram that are not payload: header, descriptor, importance and tag."""
-        return HEADER_SIZE + self.importance + (TAG_SIZE if self.authenticated else 0)
+        """Bytes of a datagram that are not payload: header, descriptor, class and importance
+        bytes, and tag."""
+        return HEADER_SIZE + self.planes + self.importance + (TAG_SIZE if self.authenticated else 0)
 
     @property
     def per_datagram(self) -> int:
-        """Latent elements one datagram carries: as many as fit its payload bytes."""
-        return (self.datagram_size - self.overhead) * 8 // self.quant.bits
+        """Latent elements one datagram carries: as many as fit its payload bytes (as many as
+        its payload has bits, for bit-planes)."""
+        bits_each = 1 if self.planes else self.quant.bits
+        return (self.datagram_size - self.overhead) * 8 // bits_each
+
+    @property
+    def runs(self) -> int:
+        """Runs of ``per_datagram`` elements the send order is cut into (per plane)."""
+        return -(-math.prod(self.latent) // self.per_datagram)
+
+    @property
+    def plane_count(self) -> int:
+        """Planes sent apart: the quantizer's bits for bit-planes, else 1 (values whole)."""
+        return self.quant.bits if self.planes else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +235,15 @@ class Datagram:
     descriptor: FrameDescriptor
     payload: bytes
     importance: int | None = None  # 0..255, present exactly when the descriptor says so
+    plane: int | None = None  # the bit position (class) of a bit-plane datagram, 0 = MSB
 
     def __post_init__(self) -> None:
         if (self.importance is not None) != self.descriptor.importance:
             raise ConfigError("importance: given exactly when the descriptor carries it")
+        if (self.plane is not None) != self.descriptor.planes:
+            raise ConfigError("plane: given exactly when the descriptor sends bit-planes")
+        if self.plane is not None:
+            _check_int("plane", self.plane, 0, self.descriptor.quant.bits - 1)
         if self.importance is not None:
             _check_int("importance", self.importance, 0, 255)
         _check_int("stream", self.stream, 0, 0xFFFF)
@@ -221,6 +267,7 @@ def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
     quant, partition = QuantSpec(kind, bits, lo, hi), PartitionSpec(scheme, a, b)
     interleave, authenticated = bool(flags & FLAG_INTERLEAVED), bool(flags & FLAG_AUTHENTICATED)
     importance, entropy = bool(flags & FLAG_IMPORTANCE), bool(flags & FLAG_ENTROPY)
+    planes, checked = bool(flags & FLAG_PLANES), not flags & FLAG_PAYLOAD_UNCHECKED
     return FrameDescriptor(
         codec,
         img_h,
@@ -234,15 +281,36 @@ def _descriptor(raw: bytes, scheme: int, flags: int) -> FrameDescriptor:
         authenticated,
         importance,
         entropy,
+        planes,
+        checked,
     )
 
 
-def _crc(data: bytes | bytearray) -> int:
-    """CRC-32 of the datagram with its crc field read as zero (no copy of the payload)."""
+def _crc(data: bytes | bytearray, end: int | None = None) -> int:
+    """CRC-32 of the datagram up to ``end`` (all of it by default) with its crc field read as
+    zero (no copy of the payload)."""
     view = memoryview(data)
     crc = zlib.crc32(view[:_CRC_OFFSET])
     crc = zlib.crc32(b"\0\0\0\0", crc)
-    return zlib.crc32(view[_HEADER.size :], crc)
+    return zlib.crc32(view[_HEADER.size : end], crc)
+
+
+def _flags(desc: FrameDescriptor) -> int:
+    return (
+        (FLAG_INTERLEAVED if desc.interleave else 0)
+        | (FLAG_AUTHENTICATED if desc.authenticated else 0)
+        | (FLAG_IMPORTANCE if desc.importance else 0)
+        | (FLAG_ENTROPY if desc.entropy else 0)
+        | (FLAG_PLANES if desc.planes else 0)
+        | (0 if desc.payload_checked else FLAG_PAYLOAD_UNCHECKED)
+    )
+
+
+def _covered(flags: int, payload_start: int) -> int | None:
+    """Where the crc's coverage ends: the payload's start when it is unchecked, else the end
+    (unknown flags too, so they are told apart from corruption as ``bad_flags``)."""
+    partial = flags & FLAG_PAYLOAD_UNCHECKED and not flags & ~KNOWN_FLAGS
+    return payload_start if partial else None
 
 
 def encode(dg: Datagram, key: bytes | None = None) -> bytes:
@@ -257,17 +325,15 @@ def encode(dg: Datagram, key: bytes | None = None) -> bytes:
     size = desc.overhead + len(dg.payload)
     if size > desc.datagram_size:
         raise WireError("oversized", f"{size} bytes > datagram_size {desc.datagram_size}")
-    flags = (
-        (FLAG_INTERLEAVED if desc.interleave else 0)
-        | (FLAG_AUTHENTICATED if desc.authenticated else 0)
-        | (FLAG_IMPORTANCE if desc.importance else 0)
-        | (FLAG_ENTROPY if desc.entropy else 0)
-    )
+    flags = _flags(desc)
     buf = bytearray(size)
     addressing = (dg.stream, dg.index, dg.count, dg.seq, dg.frame, 0)
     _HEADER.pack_into(buf, 0, MAGIC, VERSION, flags, desc.partition.scheme, *addressing)
     buf[_HEADER.size : HEADER_SIZE] = _descriptor_bytes(desc)
     start = HEADER_SIZE
+    if dg.plane is not None:
+        buf[start] = dg.plane
+        start += 1
     if dg.importance is not None:
         buf[start] = dg.importance
         start += 1
@@ -275,7 +341,7 @@ def encode(dg: Datagram, key: bytes | None = None) -> bytes:
     buf[start:end] = dg.payload
     if key is not None:
         buf[end:] = tag(key, memoryview(buf)[:end])
-    struct.pack_into(">I", buf, _CRC_OFFSET, _crc(buf))
+    struct.pack_into(">I", buf, _CRC_OFFSET, _crc(buf, _covered(flags, start)))
     return bytes(buf)
 
 
@@ -295,7 +361,8 @@ def parse(data: bytes, key: bytes | None = None) -> Datagram:
         raise WireError("bad_magic", f"0x{magic:02x}")
     if version != VERSION:
         raise WireError("bad_version", str(version))
-    if crc != _crc(data):
+    start = HEADER_SIZE + bool(flags & FLAG_PLANES) + bool(flags & FLAG_IMPORTANCE)
+    if crc != _crc(data, _covered(flags, min(start, n))):
         raise WireError("checksum")
     if flags & ~KNOWN_FLAGS:
         raise WireError("bad_flags", f"0x{flags:02x}")
@@ -312,17 +379,18 @@ def parse(data: bytes, key: bytes | None = None) -> Datagram:
             raise WireError("auth", "tag does not match")
     elif key is not None:
         raise WireError("unauthenticated", "no tag, and a key is configured")
-    start, importance = HEADER_SIZE, None
-    if flags & FLAG_IMPORTANCE:
-        if end <= HEADER_SIZE:
-            raise WireError("truncated", f"{n} bytes: no room for the importance byte")
-        start, importance = HEADER_SIZE + 1, data[HEADER_SIZE]
+    if end < start:
+        raise WireError("truncated", f"{n} bytes: no room for the class and importance bytes")
+    plane = data[HEADER_SIZE] if flags & FLAG_PLANES else None
+    importance = data[start - 1] if flags & FLAG_IMPORTANCE else None
     try:
         desc = _descriptor(bytes(data[_HEADER.size : HEADER_SIZE]), scheme, flags)
         if n > desc.datagram_size:
             raise WireError("oversized", f"{n} bytes > datagram_size {desc.datagram_size}")
+        if plane is not None and plane >= desc.quant.bits:
+            raise WireError("unknown_class", f"class {plane} of a {desc.quant.bits}-bit latent")
         payload = bytes(data[start:end])
-        return Datagram(stream, seq, frame, index, count, desc, payload, importance)
+        return Datagram(stream, seq, frame, index, count, desc, payload, importance, plane)
     except ConfigError as exc:
         raise WireError("bad_field", str(exc)) from None
 
@@ -347,4 +415,17 @@ def peek_importance(data: bytes) -> float | None:
         return None
     if not data[2] & FLAG_IMPORTANCE:
         return None
-    return data[HEADER_SIZE] / 255.0
+    at = HEADER_SIZE + bool(data[2] & FLAG_PLANES)
+    return data[at] / 255.0 if at < len(data) else None
+
+
+def peek_plane(data: bytes) -> tuple[int, int, int] | None:
+    """(class, payload start, payload end) of a bit-plane datagram, unvalidated — a wireless
+    hop flips bits in that span only (the header stands for a robustly coded PHY header); None
+    for anything that is not one."""
+    n = len(data)
+    if n <= HEADER_SIZE or data[0] != MAGIC or data[1] != VERSION or not data[2] & FLAG_PLANES:
+        return None
+    start = HEADER_SIZE + 1 + bool(data[2] & FLAG_IMPORTANCE)
+    end = n - TAG_SIZE if data[2] & FLAG_AUTHENTICATED else n
+    return (data[HEADER_SIZE], start, end) if start <= end else None

@@ -139,6 +139,11 @@ class SenderConfig(AuthKeys, Compute):
     quant: str | None = field(default=None, metadata=quant_kind)  # None: the codec's default
     bits: int | None = field(default=None, metadata=bit_width)
     importance: bool = False  # CAM importance byte per datagram (needs make metrics-extra)
+    # Bit-planes sent apart, one importance class per datagram (a bit-interface codec over a
+    # proxy's `link ... errors bits`, docs/interface.md); payload_check off lets payloads with
+    # flipped bits through to the decoder (planes only; not with an auth key).
+    planes: bool = False
+    payload_check: bool = True
     stream: int = field(default=1, metadata=check(lambda v: 0 <= v < 65536, "must be a u16"))
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
     # None: from the clock, so a restart never reuses ids; a number pins the frame ids (and so
@@ -163,6 +168,9 @@ class ProxyConfig(AuthKeys):
     seed: int = field(default=1, metadata=check(lambda v: 0 <= v < 2**32, "must be a u32"))
     record: str | None = None  # write the forward direction's fates to this trace file
     replay: str | None = None  # forward fates from this trace instead of `impair`
+    # The source's bit interface (semnet zoo show NAME --interface --json > FILE) that a
+    # `link ... errors bits` stage protects; also settable at run time (PUT /interface).
+    interface: str | None = None
 
     def __post_init__(self) -> None:
         # recording over the trace being replayed would destroy it

@@ -12,7 +12,9 @@ qdisc on a link is for every flow through it. What each stream got of it is coun
 (``semnet_proxy_stream_*{stream}``) by the stream field of the datagram header, for the first
 MAX_STREAMS streams; anything else (not a data datagram, or a stream past those) is ``other``.
 
-The impairment can be shown and changed while running over HTTP (JSON in and out, errors too).
+The impairment can be shown and changed while running over HTTP (JSON in and out, errors too),
+and so can the bit interface a ``link ... errors bits`` stage protects (paper 003: the access
+node learns the source's interface over its control API, never from shared code).
 
 Hot-path tallies (loss bursts, added delay) are plain ints read by the collector at scrape
 time, as the core's counters are: no Prometheus call per datagram.
@@ -38,6 +40,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from semnet.core import feedback
+from semnet.core import interface as bit_interface
 from semnet.core.impair import (
     DROP_REASONS,
     Emission,
@@ -88,9 +91,11 @@ def spec_of(value: str | dict, key: str, base: ImpairSpec | None = None) -> Impa
         raise ConfigError(f"{key}: nested too deeply") from None
 
 
-def fresh(spec: ImpairSpec, seed: int) -> Impairment:
+def fresh(
+    spec: ImpairSpec, seed: int, interface: bit_interface.Interface | None = None
+) -> Impairment:
     """A new model; the spec's own ``seed N`` wins over the configured seed."""
-    return Impairment(spec, seed if spec.seed is None else spec.seed)
+    return Impairment(spec, seed if spec.seed is None else spec.seed, interface)
 
 
 @dataclass(eq=False, slots=True)
@@ -121,6 +126,7 @@ class Direction:
     seed: int  # for specs without their own seed
     configured: Callable[[], ImpairModel]  # what reset restores, from its start
     replay: str | None = None
+    interface: bit_interface.Interface | None = None  # for a bit-error link stage
     recorder: FateRecorder | None = None
     changes: int = 0
     model: ImpairModel = field(init=False)
@@ -146,13 +152,22 @@ class Direction:
         if spec.seed is None and isinstance(self.model, Impairment):
             self.model.set_spec(spec)
         else:
-            self.swap(fresh(spec, self.seed))
+            self.swap(fresh(spec, self.seed, self.interface))
         self.changes += 1
 
     def reset(self) -> None:
         """Back to the configured model as at start (same seed: the same fates again)."""
-        self.swap(self.configured())
+        model = self.configured()
+        if isinstance(model, Impairment) and self.interface is not None:
+            model.set_interface(self.interface)
+        self.swap(model)
         self.changes += 1
+
+    def set_interface(self, interface: bit_interface.Interface) -> None:
+        """The interface this direction's (present and later) bit-error stage protects."""
+        self.interface = interface
+        if isinstance(self.model, Impairment):
+            self.model.set_interface(interface)
 
     def dropped(self) -> None:
         n = self.model.counters.dropped_by_reason["loss"]
@@ -220,13 +235,15 @@ class Proxy:
         self.cfg = cfg
         self.forward_addr = resolve(cfg.forward, "forward", cfg.listen)
         forward, reverse = spec_of(cfg.impair, "impair"), spec_of(cfg.reverse, "reverse")
+        iface = read_interface(cfg.interface)
         if cfg.replay:
             configured = partial(ReplayImpairment, read_trace(cfg.replay), limit=forward.limit)
         else:
-            configured = partial(fresh, forward, cfg.seed)
+            configured = partial(fresh_or_refused, forward, cfg.seed, iface, "impair")
         reverse_seed = cfg.seed ^ REVERSE_SEED_MASK
-        self.forward = Direction(cfg.seed, configured, cfg.replay)
-        self.reverse = Direction(reverse_seed, partial(fresh, reverse, reverse_seed))
+        self.forward = Direction(cfg.seed, configured, cfg.replay, iface)
+        refused = partial(fresh_or_refused, reverse, reverse_seed, iface, "reverse")
+        self.reverse = Direction(reverse_seed, refused, interface=iface)
         self.dirs = {"forward": self.forward, "reverse": self.reverse}
         self.client: tuple | None = None
         self.streams: dict[bytes, StreamTally] = {OTHER: StreamTally("other")}
@@ -251,7 +268,7 @@ class Proxy:
             d, dest = self.forward, self.forward_addr
             t = self.tally(data)
             t.peer = addr
-            link = d.model.link
+            link = d.model.link  # a packet-error link (a bit-error one is d.model.node)
             if link is not None:
                 self.gather(data, link.subcarriers)
                 return
@@ -398,6 +415,29 @@ class Proxy:
             log.info("%s impairment set to %r", name, format_spec(spec))
         return web.json_response(self.show())
 
+    async def get_interface(self, _: web.Request) -> web.Response:
+        return web.json_response(self.show_interface())
+
+    async def put_interface(self, request: web.Request) -> web.Response:
+        """PUT /interface {semnet-interface/1}: the interface both directions' bit-error stages
+        protect, from the next datagram; a bad one changes nothing and answers 400."""
+        iface = parse_interface(await request.read())
+        for d in self.dirs.values():
+            d.set_interface(iface)
+        log.info("interface set: %d channels x %d bits", iface.channels, iface.bits)
+        return web.json_response(self.show_interface())
+
+    def show_interface(self) -> dict:
+        """The interface and, per direction with a bit-error stage, what the node allocated."""
+        iface = self.forward.interface
+        state: dict = {"interface": None if iface is None else iface.as_dict()}
+        for name, d in self.dirs.items():
+            node = d.model.node
+            if node is not None:
+                a = node.allocation
+                state[name] = {"class_flip": a.probs.tolist(), "class_power": a.powers.tolist()}
+        return state
+
     async def reset_impairment(self, _: web.Request) -> web.Response:
         for d in self.dirs.values():
             d.reset()
@@ -429,6 +469,17 @@ class Proxy:
             yield Sample(
                 "proxy_impairment_changes_total", "Run-time impairment changes", d.changes, lab
             )
+            for cls, n in sorted(c.class_bits.items()):
+                clab = (*lab, ("class", str(cls)))
+                yield Sample(
+                    "proxy_link_bits_total", "Payload bits over a bit-error link, by class", n, clab
+                )
+                yield Sample(
+                    "proxy_link_bit_flips_total",
+                    "Payload bits a bit-error link flipped, by importance class",
+                    c.class_flips.get(cls, 0),
+                    clab,
+                )
             yield Sample(
                 "proxy_queue_datagrams",
                 "Copies held for delay, rate or slot (netem's qlen, bounded by limit)",
@@ -551,6 +602,33 @@ def cumulative(edges: tuple, counts: list[int]) -> list[tuple[str, int]]:
     return list(zip([*map(str, edges), "+Inf"], itertools.accumulate(counts), strict=True))
 
 
+def fresh_or_refused(
+    spec: ImpairSpec, seed: int, iface: bit_interface.Interface | None, key: str
+) -> Impairment:
+    """The configured model; a bit-error link without an interface is refused at start."""
+    try:
+        return fresh(spec, seed, iface)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def read_interface(path: str | None) -> bit_interface.Interface | None:
+    if path is None:
+        return None
+    try:
+        return bit_interface.load(path)
+    except ConfigError as exc:
+        raise ConfigError(f"interface: {exc}") from None
+
+
+def parse_interface(body: bytes) -> bit_interface.Interface:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"interface: body is not JSON ({exc})") from None
+    return bit_interface.from_dict(data)
+
+
 def read_trace(path: str) -> list[Fate]:
     """The replay trace, with errors that name the key and the file."""
     try:
@@ -596,6 +674,8 @@ async def run_proxy(proxy: Proxy, stop: asyncio.Event) -> None:
             web.put("/impairment", proxy.put_impairment),
             web.patch("/impairment", proxy.patch_impairment),
             web.post("/impairment/reset", proxy.reset_impairment),
+            web.get("/interface", proxy.get_interface),
+            web.put("/interface", proxy.put_interface),
         ]
     )
     runner = await serve_http(app, *parse_address(cfg.http, "http"))

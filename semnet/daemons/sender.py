@@ -80,6 +80,8 @@ class Sender:
             cfg.quant,
             cfg.bits,
             cfg.importance,
+            cfg.planes,
+            cfg.payload_check,
         )
         first_frame, first_seq = boot_numbers(time.time_ns())
         self.encoder = FrameEncoder(

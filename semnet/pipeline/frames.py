@@ -35,6 +35,15 @@ class PathSettings:
     # Each datagram carries its semantic importance: the classifier's CAM averaged over the
     # datagram's elements (paper 002 eq. 23-27), for semantic-aware power allocation.
     importance: bool = False
+    # Bit-planes sent apart, each datagram one importance class (paper 003; wire.FLAG_PLANES),
+    # and whether the crc covers the payload (off: bit errors a wireless hop made reach the
+    # decoder, UDP-Lite style).
+    planes: bool = False
+    payload_check: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.payload_check and not self.planes:
+            raise ConfigError("payload_check: off only for bit-planes (planes: true)")
 
     @property
     def partition_name(self) -> str:
@@ -102,6 +111,10 @@ class FrameEncoder:
                     f"quant: an entropy-coded codec is sent with its own {defaults.kind} "
                     f"{defaults.bits}-bit quantizer; leave quant and bits unset"
                 )
+        if tables is not None and path.planes:
+            raise ConfigError("planes: an entropy-coded codec has no bit-planes to send apart")
+        if self.key is not None and not path.payload_check:
+            raise ConfigError("payload_check: the tag covers the payload; turn auth off for it")
         self.codec, self.codec_id, self.tables = codec, codec_id, tables
         self.quant_spec(np.array([-1.0, 1.0], np.float32))  # fails now, not per frame
 
@@ -145,6 +158,8 @@ class FrameEncoder:
             authenticated=self.key is not None,
             importance=self.path.importance,
             entropy=self.tables is not None,
+            planes=self.path.planes,
+            payload_checked=self.path.payload_check,
         )
         cam = None
         if self.path.importance:

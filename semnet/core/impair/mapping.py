@@ -204,7 +204,8 @@ def _slot(data: object) -> Slot:
 
 def _link(data: object) -> Link:
     where = "link"
-    keys = ("channel", "snr", "blocklength", "coderate", "subcarriers", "power")
+    keys = ("channel", "snr", "blocklength", "coderate", "subcarriers", "power", "errors")
+    keys += ("allocation", "modulation")
     f = _fields(where, data, keys, required=2)
     params = {k: _word(f"{where}.{k}", v) for k, v in f.items() if k != "channel"}
     return link_from_words(_word(f"{where}.channel", f["channel"]), params, where)

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from semnet.core.impair.spec import (
+    BITS_ONLY,
     DEFAULT_LIMIT,
     DISTRIBUTIONS,
     LINK_CHANNELS,
+    PACKET_ONLY,
     S32_MAX,
     Chance,
     Delay,
@@ -67,7 +69,16 @@ _KEYWORDS = (
 )
 _SEMNET_KEYWORDS = ("inorder", "link")  # exact spelling only
 # link's parameters, exact spelling; "coderate", not "rate", which is netem's own option
-_LINK_PARAMS = ("snr", "blocklength", "coderate", "subcarriers", "power")
+_LINK_PARAMS = (
+    "snr",
+    "blocklength",
+    "coderate",
+    "subcarriers",
+    "power",
+    "errors",
+    "allocation",
+    "modulation",
+)
 _DB = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(db)?\Z", re.IGNORECASE)
 
 
@@ -246,8 +257,14 @@ def link_from_words(channel: str, params: dict[str, str], where: str = "link") -
         values["coderate"] = parse_number(word, f"{where} coderate")
     if "subcarriers" in params:
         values["subcarriers"] = parse_int(params["subcarriers"], f"{where} subcarriers", 1, 4096)
-    if "power" in params:
-        values["power"] = params["power"]
+    for word in ("power", "errors", "allocation", "modulation"):
+        if word in params:
+            values[word] = params[word]
+    bits = values.get("errors") == "bits"
+    for word in BITS_ONLY if not bits else PACKET_ONLY:
+        if word in params:
+            mode = "errors bits" if bits else "packet errors"
+            raise ConfigError(f"{where}: {word} does not apply to {mode}")
     return Link(channel, **values)
 
 
@@ -391,9 +408,11 @@ def _format_slot(slot: Slot) -> str:
 
 
 def _format_link(link: Link) -> str:
+    head = f"link {link.channel} snr {format_number(link.snr_db)}dB"
+    if link.bit_errors:
+        return f"{head} errors bits allocation {link.allocation} modulation {link.modulation}"
     return (
-        f"link {link.channel} snr {format_number(link.snr_db)}dB"
-        f" blocklength {link.blocklength} coderate {format_number(link.coderate)}"
+        f"{head} blocklength {link.blocklength} coderate {format_number(link.coderate)}"
         f" subcarriers {link.subcarriers} power {link.power}"
     )
 

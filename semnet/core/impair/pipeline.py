@@ -8,7 +8,10 @@ delay (jitter), rate and slot. A stage that is off draws nothing.
 semnet's ``link`` stage (a wireless hop, docs/wireless.md) runs before all of them, once per
 input datagram: it draws from its own numpy generator, seeded from this generator when the spec
 is set (one 64-bit draw, taken only when a link is configured, so other specs' fates are
-unchanged). A datagram the link loses draws nothing else.
+unchanged). A datagram the link loses draws nothing else. With ``errors bits`` the link is
+paper 003's access node instead (semnet.core.access_node): it loses nothing but flips payload
+bits by importance class, from an interface given with :meth:`Impairment.set_interface`; a
+datagram naming no class of the interface is dropped (reason ``class``).
 
 Fate of one input datagram (``last_fate``): ``action`` is ``drop:link``, ``drop:loss``,
 ``drop:limit``, or ``pass`` followed by any of ``+duplicate`` (two copies left), ``+corrupt``
@@ -29,8 +32,11 @@ from semnet.core.impair.queue import HeldQueue, SlotGate, packet_time_ns
 from semnet.core.impair.spec import S32_MAX, Chance, ImpairSpec
 from semnet.core.impair.units import percent_to_u32
 from semnet.core.wire import peek_importance
+from semnet.errors import ConfigError
 
 if TYPE_CHECKING:
+    from semnet.core.access_node import AccessNode
+    from semnet.core.interface import Interface
     from semnet.core.wireless import LinkSlots
 
 DROP_REASONS = ("loss", "limit")  # always counted; "link" is added once a link is configured
@@ -80,6 +86,8 @@ class ImpairCounters:
     ``dropped_by_reason`` counts input datagrams; ``duplicated`` counts extra copies emitted
     (netem re-runs loss on a duplicate; one it drops just never existed); ``corrupted`` counts
     emitted copies with a flipped bit; ``reordered`` counts datagrams with ``+reorder``.
+    ``class_bits`` and ``class_flips``: payload bits an access node carried and flipped, by
+    importance class.
     """
 
     received: int = 0
@@ -88,6 +96,8 @@ class ImpairCounters:
     corrupted: int = 0
     reordered: int = 0
     dropped_by_reason: dict[str, int] = field(default_factory=_zero_drops)
+    class_bits: dict[int, int] = field(default_factory=dict)
+    class_flips: dict[int, int] = field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -133,12 +143,14 @@ class ImpairModel(Protocol):
 
     ``held`` is the queue that ``limit`` bounds; a model that replaces another takes over the
     old one's ``held`` (and ``counters``), so copies still in flight keep counting against the
-    limit. ``link`` is the wireless stage, None when there is none.
+    limit. ``link`` is the wireless stage and ``node`` the bit-error one (paper 003's access
+    node), each None when there is none.
     """
 
     counters: ImpairCounters
     held: HeldQueue
     link: LinkSlots | None
+    node: AccessNode | None
 
     @property
     def last_fate(self) -> Fate | None: ...
@@ -151,12 +163,15 @@ class ImpairModel(Protocol):
 _PASS = ("pass", 0, -1, None, -1)
 _DROP_LOSS = ("drop:loss", 0, -1, None, -1)
 _DROP_LINK = ("drop:link", 0, -1, None, -1)
+_DROP_CLASS = ("drop:class", 0, -1, None, -1)
 
 
 class Impairment:
     """One direction's netem, fed datagrams and clock values; one seed drives every choice."""
 
-    def __init__(self, spec: ImpairSpec, seed: int) -> None:
+    def __init__(self, spec: ImpairSpec, seed: int, interface: Interface | None = None) -> None:
+        self.interface = interface  # what an ``errors bits`` link protects (paper 003)
+        self.node: AccessNode | None = None  # the bit-error link stage, when the spec has one
         self._rng = random.Random(seed)
         self.counters = ImpairCounters()
         self.held = HeldQueue()
@@ -173,8 +188,14 @@ class Impairment:
 
         Counters, the random stream and the queue (held copies, the rate reference, the reorder
         gap counter) carry over; loss-chain states, correlation memories and the slot schedule
-        restart, as netem's do on a change.
+        restart, as netem's do on a change. ConfigError, changing nothing, for a bit-error link
+        without an interface.
         """
+        if spec.link is not None and spec.link.bit_errors and self.interface is None:
+            raise ConfigError(
+                "link errors bits: no interface to protect; give the proxy one "
+                "(interface: FILE, or semnet ctl proxy interface set FILE)"
+            )
         rng = self._rng
         self.spec = spec
         delay = spec.delay
@@ -207,6 +228,7 @@ class Impairment:
             self._slot,
             self._inorder,
             self.link,
+            self.node,
         )
         # nothing can be held or changed: process() may skip the queue bookkeeping
         self._loss_only = not any(queue_stages)
@@ -214,8 +236,14 @@ class Impairment:
     def _set_link(self, spec: ImpairSpec, rng: random.Random) -> None:
         """(Re)start the link stage: a fresh slot and generator; queued importances carry over."""
         old, link = self.link, spec.link
+        self.link = self.node = None
         if link is None:
-            self.link = None
+            return
+        if link.bit_errors:
+            from semnet.core.access_node import AccessNode  # numpy only with a link
+
+            self.node = AccessNode(link, self.interface, seed=rng.getrandbits(64))
+            self.counters.dropped_by_reason.setdefault("class", 0)
             return
         from semnet.core.wireless import LinkSlots  # numpy only when a link is configured
 
@@ -232,6 +260,13 @@ class Impairment:
             self.link.pending.extend(old.pending)
             self.link.slots_pending.extend(old.slots_pending)
         self.counters.dropped_by_reason.setdefault("link", 0)
+
+    def set_interface(self, interface: Interface) -> None:
+        """The source's interface for a bit-error link, from the next datagram (kept for a
+        later spec that has one)."""
+        self.interface = interface
+        if self.node is not None:
+            self.node.reallocate(interface)
 
     def feed_importance(self, values: Iterable[float]) -> None:
         """Queue semantic importances in [0, 1] for the next datagrams, one per datagram.
@@ -295,6 +330,16 @@ class Impairment:
 
     def _process_queued(self, data: bytes, now: float) -> list[Emission]:
         counters = self.counters
+        if self.node is not None:
+            flipped = self.node.pass_through(data)
+            if flipped is None:
+                drops = counters.dropped_by_reason
+                drops["class"] = drops.get("class", 0) + 1
+                self._fate = _DROP_CLASS
+                return []
+            data, cls = flipped.data, flipped.cls
+            counters.class_bits[cls] = counters.class_bits.get(cls, 0) + flipped.bits
+            counters.class_flips[cls] = counters.class_flips.get(cls, 0) + flipped.flips
         link = self.link
         if link is not None and link.lost():
             drops = counters.dropped_by_reason  # counters may be swapped in without the key

@@ -232,6 +232,12 @@ class Slot:
 
 LINK_CHANNELS = ("awgn", "rayleigh")
 LINK_POWER = ("equal", "waterfilling", "semantic")
+LINK_ERRORS = ("packets", "bits")
+# bit errors: how the access node splits its power over importance classes (core.interface)
+LINK_ALLOCATION = ("match", "weighted", "equal")
+LINK_MODULATION = ("qpsk", "bpsk")
+PACKET_ONLY = ("blocklength", "coderate", "subcarriers", "power")
+BITS_ONLY = ("allocation", "modulation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +249,11 @@ class Link:
     ``subcarriers`` datagrams with average SNR ``snr_db`` (P_ave / sigma^2) and lost with its
     finite-blocklength error probability. Defaults are the paper's: D = 1024, R_c = 0.4375,
     B = 16, equal power.
+
+    ``errors bits [allocation A] [modulation M]`` makes it paper 003's access node instead
+    (docs/interface.md): no datagram is lost, but each payload bit of a bit-plane datagram flips
+    with its importance class's probability, from the source's interface (given to the model
+    apart) and the power split ``allocation`` (match, weighted, equal) at ``modulation``.
     """
 
     channel: str
@@ -251,6 +262,9 @@ class Link:
     coderate: float = 0.4375
     subcarriers: int = 16
     power: str = "equal"
+    errors: str = "packets"
+    allocation: str = "match"
+    modulation: str = "qpsk"
 
     def __post_init__(self) -> None:
         where = "link"
@@ -266,10 +280,19 @@ class Link:
             raise ConfigError(f"{where}: coderate {self.coderate!r} is not in (0, 64] bits")
         if not 1 <= self.subcarriers <= 4096:
             raise ConfigError(f"{where}: subcarriers {self.subcarriers!r} is not in 1..4096")
-        if self.power not in LINK_POWER:
-            raise ConfigError(
-                f"{where}: power {self.power!r} is not one of {', '.join(LINK_POWER)}"
-            )
+        for name, allowed in (
+            ("power", LINK_POWER),
+            ("errors", LINK_ERRORS),
+            ("allocation", LINK_ALLOCATION),
+            ("modulation", LINK_MODULATION),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{where}: {name} {value!r} is not one of {', '.join(allowed)}")
+
+    @property
+    def bit_errors(self) -> bool:
+        return self.errors == "bits"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,9 @@ from semnet.core.impair.units import MAX_TIME_NS, parse_int, parse_number, parse
 from semnet.errors import ConfigError
 
 HEADER = "# semnet fate trace v1: ordinal action delay_ms [bit=N] [dup=DELAY_MS] [dupbit=N]"
-_ACTION = re.compile(r"(?:drop:(?:loss|limit|link)|pass(\+duplicate)?(\+corrupt)?(\+reorder)?)\Z")
+_ACTION = re.compile(
+    r"(?:drop:(?:loss|limit|link|class)|pass(\+duplicate)?(\+corrupt)?(\+reorder)?)\Z"
+)
 _NS = 1e9
 
 
@@ -154,6 +156,7 @@ class ReplayImpairment:
     """
 
     link = None  # a replay has no wireless stage: the recorded drops include its losses
+    node = None  # nor an access node: a trace records fates, not the bits a hop flipped
 
     def __init__(
         self, fates: Sequence[Fate], loop: bool = True, limit: int = DEFAULT_LIMIT
