@@ -424,6 +424,21 @@ def test_book_keeps_the_latest_and_it_goes_stale() -> None:
     assert b.accepted == 2 and b.refused == {}
 
 
+def test_book_loss_spans_several_reports() -> None:
+    """Three reports of 8 datagrams each (lost 0, 4, 2): the loss over the last 16 is their
+    cumulative difference, 6 of 16, not the latest report's own 2 of 8."""
+    b = book()
+    assert b.loss(1, 0.0) is None
+    reports = [(100, 0, 0.0), (108, 4, 0.5), (116, 6, 0.25)]  # (highest, cumulative, fraction)
+    for n, (highest, lost, fraction) in enumerate(reports):
+        r = report(n, highest, cumulative_lost=lost, fraction_lost=fraction)
+        assert b.receive(fb.encode(r), 10.0 + n * 0.2) == ""
+    assert b.loss(1, 10.5, span=16) == 6 / 16
+    assert b.loss(1, 10.5, span=8) == 2 / 8  # far enough after one report
+    assert b.loss(1, 12.3, span=16) == 0.25  # the older ones are stale: the latest alone
+    assert b.loss(1, 20.0) is None
+
+
 def test_book_refuses_by_reason() -> None:
     b = book(KEY)
     seal = lambda r: fb.encode(r, KEY)  # noqa: E731

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from semnet.core.auth import TAG_SIZE, Replay, ReplayWindow, tag, tag_ok
 from semnet.core.seqnum import WINDOW, SequenceTracker, seq_diff
@@ -252,12 +253,17 @@ class StreamStats:
 # -- sender side -----------------------------------------------------------------------------
 
 
+HISTORY = 32  # reports kept per stream for the loss over several of them
+LOSS_SPAN = 24  # datagrams the loss estimate spans at least, when the reports reach that far
+
+
 @dataclass(slots=True)
 class _Kept:
     window: ReplayWindow
     sent: tuple[int, int] | None = None  # (first, last) seq this sender put on the wire
     report: ReceiverReport | None = None
     at: float = 0.0  # clock reading when it arrived
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # (at, report)
 
 
 class ReportBook:
@@ -322,6 +328,7 @@ class ReportBook:
         if newest is not None and seq_diff(report.number, newest) < 0:
             return "superseded"
         kept.report, kept.at = report, now
+        kept.history.append((now, report))
         return ""
 
     def age(self, stream: int, now: float) -> float | None:
@@ -340,3 +347,23 @@ class ReportBook:
         """The latest report of the stream unless it is stale (older than ``timeout``)."""
         age = self.age(stream, now)
         return None if age is None or age > self.timeout else self.last(stream)
+
+    def loss(self, stream: int, now: float, span: int = LOSS_SPAN) -> float | None:
+        """The fraction lost over at least ``span`` datagrams where the fresh reports reach that
+        far: RTCP's interval loss taken across reports (lost and expected from their cumulative
+        counts), steadier than one report's few datagrams. None without a fresh report."""
+        latest = self.latest(stream, now)
+        if latest is None:
+            return None
+        base = None
+        for at, old in reversed(self._kept[stream].history):
+            if now - at > self.timeout:
+                break
+            base = old
+            if seq_diff(latest.highest, old.highest) >= span:
+                break
+        expected = 0 if base is None else seq_diff(latest.highest, base.highest)
+        if expected <= 0:
+            return latest.fraction_lost
+        lost = latest.cumulative_lost - base.cumulative_lost
+        return min(1.0, max(0.0, lost / expected))

@@ -172,15 +172,18 @@ class Sender:
 
     def end_index(self, codec) -> int | None:
         """The active prefix of the next frame for an A-MIJSCC codec (None: every channel),
-        chosen from the stream's latest receiver report: the loop closed over the real reverse
-        path. With no fresh report (none yet, or all lost for feedback_timeout) every channel
-        goes, the fixed-length default."""
+        chosen from the stream's receiver reports: the loop closed over the real reverse path.
+        The loss is taken over the last few dozen datagrams the fresh reports cover
+        (ReportBook.loss), the burst from the latest. With no fresh report (none yet, or all
+        lost for feedback_timeout) every channel goes, the fixed-length default."""
         if not hasattr(codec, "end_index"):
             return None
-        report = self.book.latest(self.cfg.stream, time.monotonic())
+        now = time.monotonic()
+        report = self.book.latest(self.cfg.stream, now)
         if report is None:
             return None
-        return codec.end_index((report.fraction_lost, max(1.0, report.mean_burst)))
+        loss = self.book.loss(self.cfg.stream, now)
+        return codec.end_index((loss, max(1.0, report.mean_burst)))
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
