@@ -4,9 +4,11 @@ and packet-level unequal vs equal protection at the same bytes; JSON, PNG plots,
 
     .venv/bin/python scripts/interface_results.py [--out results/interface] [--threads 2]
 
-or in parallel: ``--part w24``, ``w48``, ``uep``, ``uep_prescribed`` (each writes its JSON),
-then ``--part report`` (plots and claims.md from the JSON). Reads the shipped zoo entries
-(PARTS, UEP_PARTS below); an entry that is missing is skipped (said so).
+or in parallel: ``--part w24``, ``w48``, ``uep``, ``uep_prescribed``, ``packet`` (each writes
+its JSON; ``packet`` is the CBR 1/24 curves again through the daemons' packet chain: bit-plane
+datagrams and the proxy's ``errors bits`` access node), then ``--part report`` (plots and
+claims.md from the JSON). Reads the shipped zoo entries (PARTS, UEP_PARTS below); an entry that
+is missing is skipped (said so).
 """
 
 import argparse
@@ -22,7 +24,7 @@ import torch
 from semnet.core import interface as itf
 from semnet.errors import SemnetError
 from semnet.eval_images import eval_images
-from semnet.experiments.interface import Scheme, uep_curve, wireless_curve
+from semnet.experiments.interface import Scheme, packet_curve, uep_curve, wireless_curve
 from semnet.models import zoo
 
 SNRS = (0.0, 5.0, 7.5, 10.0, 12.5, 15.0, 20.0)
@@ -49,6 +51,8 @@ PARTS = {
     ),
 }
 UEP_PARTS = {"uep": "bsc-learned", "uep_prescribed": "bsc-prescribed"}
+PACKET_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
+PACKET_ENTRIES = [e for e in PARTS["w24"][1] if e[0] != "learned, equal power"]
 
 
 def load(name: str):
@@ -60,6 +64,21 @@ def load(name: str):
     return codec, itf.from_manifest(asdict(zoo.entry(name)))
 
 
+def load_schemes(entries: list[tuple[str, str, str]]) -> list[Scheme]:
+    """The schemes of the shipped entries present; ``equal`` power: the node gets no interface
+    (every eps equal)."""
+    schemes = []
+    for label, name, allocation in entries:
+        got = load(name)
+        if got is None:
+            continue
+        codec, iface = got
+        if allocation == "equal":
+            iface = itf.Interface(np.zeros_like(iface.eps))
+        schemes.append(Scheme(label, codec, iface, allocation))
+    return schemes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="results/interface")
@@ -68,7 +87,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=0, help="use only the first N photos (0: all)")
     ap.add_argument(
         "--part",
-        choices=["all", *PARTS, *UEP_PARTS, "report"],
+        choices=["all", *PARTS, *UEP_PARTS, "packet", "report"],
         default="all",
         help="one piece (run w24, w48, uep, uep_prescribed in parallel, then report), or all",
     )
@@ -83,15 +102,7 @@ def main() -> None:
     for part, (cbr, entries) in PARTS.items():
         if args.part not in ("all", part):
             continue
-        schemes = []
-        for label, name, allocation in entries:
-            got = load(name)
-            if got is None:
-                continue
-            codec, iface = got
-            if allocation == "equal":
-                iface = itf.Interface(np.zeros_like(iface.eps))
-            schemes.append(Scheme(label, codec, iface, allocation))
+        schemes = load_schemes(entries)
         result = {
             "cbr": cbr,
             "snrs_db": list(SNRS),
@@ -110,6 +121,18 @@ def main() -> None:
             uep["codec"] = name
             (out / f"{part}.json").write_text(json.dumps(uep, indent=1) + "\n")
         print(f"{part}: done at {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.part in ("all", "packet"):
+        result = {
+            "cbr": "1/24",
+            "snrs_db": list(PACKET_SNRS),
+            "images": list(images),
+            "codecs": {label: name for label, name, _ in PACKET_ENTRIES},
+            "schemes": packet_curve(
+                load_schemes(PACKET_ENTRIES), images, PACKET_SNRS, seed=args.seed
+            ),
+        }
+        (out / "packet_path.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"packet path: done at {time.time() - t0:.0f} s", file=sys.stderr)
     if args.part in ("all", "report"):
         wireless = {"cbr": {}}
         for part in PARTS:
@@ -117,6 +140,10 @@ def main() -> None:
             if f.exists():
                 data = json.loads(f.read_text())
                 wireless["cbr"].setdefault(data["cbr"], {}).update(data["schemes"])
+        packet = out / "packet_path.json"
+        if packet.exists():  # drawn and claimed as one more CBR column
+            data = json.loads(packet.read_text())
+            wireless["cbr"][f"{data['cbr']}, packet chain"] = data["schemes"]
         uep = {}
         for part in UEP_PARTS:
             f = out / f"{part}.json"

@@ -7,6 +7,9 @@ Two experiments on the public evaluation photos (never trained on), both seeded:
   access node is given, the node splits its power over them (``semnet.core.interface
   .allocate``), and each bit is flipped with its class's realised probability (Rayleigh: per
   coherence block of ``coherence`` channel uses, from the block's own gain).
+* :func:`packet_curve` -- the same question through the daemons' own chain (the offline
+  ``transmit``): bit-plane datagrams (one class per bit position), the proxy's ``link ...
+  errors bits`` access node given the interface, the receiver's depacketizer and decoder.
 * :func:`uep_curve` -- packet-level unequal protection (no wireless hop): each importance class's
   bytes are cut into ``k`` shares and protected with zfec (``semnet.baselines.fec``); unequal
   protection moves the parity shares between classes (``uep_parity``) under the byte budget of
@@ -152,6 +155,44 @@ def wireless_curve(
                     "class_flip_prob": [float(f"{p:.4g}") for p in alloc.probs],
                     "class_power": [round(float(p), 4) for p in alloc.powers],
                     "bit_error_rate": float(f"{flips / total:.4g}"),
+                }
+            res[ch] = rows
+        out[scheme.label] = res
+    return out
+
+
+def packet_curve(
+    schemes: list[Scheme],
+    images: dict[str, np.ndarray],
+    snrs: tuple[float, ...] = SNRS_DB,
+    channels: tuple[str, ...] = ("awgn", "rayleigh"),
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Mean PSNR per scheme, channel and SNR through the packet chain the daemons run, and
+    the flip rate the access node realised per class."""
+    from semnet.core.impair import Impairment, parse_spec
+    from semnet.models.fill import get_fill
+    from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
+    from semnet.pipeline.offline import transmit
+
+    path = PathSettings(planes=True, payload_check=False)
+    out: dict[str, Any] = {}
+    for scheme in schemes:
+        codec = scheme.codec
+        decoder = FrameDecoder(lambda _, c=codec: c, get_fill("zero"))
+        res: dict[str, Any] = {}
+        for ci, ch in enumerate(channels):
+            rows = {}
+            for si, snr in enumerate(snrs):
+                link = f"link {ch} snr {snr:g}dB errors bits allocation {scheme.allocation}"
+                model = Impairment(parse_spec(link), seed * 1000 + si * 10 + ci, scheme.interface)
+                encoder = FrameEncoder(codec, 0, path, seed=seed)
+                psnrs = [transmit(img, encoder, decoder, model).psnr_db for img in images.values()]
+                c = model.counters
+                rates = [c.class_flips[k] / c.class_bits[k] for k in sorted(c.class_bits)]
+                rows[f"{snr:g}"] = {
+                    "psnr_db": round(float(np.mean(psnrs)), 3),
+                    "class_flip_rate": [float(f"{r:.4g}") for r in rates],
                 }
             res[ch] = rows
         out[scheme.label] = res
