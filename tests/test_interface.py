@@ -280,6 +280,19 @@ def test_bsc_bits_and_fixed_interface():
         _tiny(interface="fixed")
 
 
+def test_packet_curve_goes_through_the_access_node():
+    from semnet.experiments.interface import Scheme, packet_curve
+
+    model = _tiny(interface="fixed", eps=[0.001, 0.01, 0.1]).eval()
+    iface = itf.Interface(model.interface())
+    image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    curve = packet_curve([Scheme("tiny", model, iface)], {"noise": image}, (0.0, 30.0), ("awgn",))
+    rows = curve["tiny"]["awgn"]
+    assert rows["0"]["class_flip_rate"][0] < rows["0"]["class_flip_rate"][2]  # MSB protected
+    assert rows["30"]["class_flip_rate"] == [0.0, 0.0, 0.0]
+    assert all(np.isfinite(r["psnr_db"]) for r in rows.values())  # untrained: no ordering
+
+
 def test_trainer_runs_two_steps(tmp_path):
     from semnet.models.bsc_train import InterfaceConfig, InterfaceTrainSettings, train
 
