@@ -13,7 +13,7 @@ from semnet.models import backends, fashion_mnist, zoo
 from semnet.models.fill import get_fill
 from semnet.pipeline.frames import FrameDecoder, FrameEncoder, PathSettings
 from semnet.pipeline.offline import transmit
-from semnet.testbed import LocalTestbed
+from semnet.testbed import LocalTestbed, metric, metric_totals
 
 CODEC = "mijscc-fmnist"
 pytestmark = pytest.mark.skipif(
@@ -70,6 +70,7 @@ def test_the_sender_adapts_its_prefix_to_the_loss_the_receiver_reports(garments,
         bed.set_impairment("loss random 40%")
         lossy = paced(bed, "lossy", 8)
         metrics = bed.metrics("sender")
+        received = bed.metrics("receiver")
     assert all("error" not in r for r in clean + lossy), clean + lossy
     first = clean[0]
     assert first["end_index"] is None  # no report yet: every channel, the fixed-length default
@@ -80,3 +81,10 @@ def test_the_sender_adapts_its_prefix_to_the_loss_the_receiver_reports(garments,
     under_loss = [r["end_index"] for r in lossy[2:] if r["end_index"] is not None]
     assert under_loss and max(under_loss) > min(adapted)  # reports of loss: a longer prefix
     assert "semnet_sender_active_channels" in metrics
+    ks = [r["end_index"] for r in clean + lossy if r["end_index"] is not None]
+    saved = sum(codec.latent_channels - k for k in ks) * 4 * 4 * 5 // 8  # 4x4 at 5 bits
+    assert metric(metric_totals(metrics), "semnet_sender_latent_bytes_saved_total") == saved > 0
+    # the class read from the latent agrees with the one from the whole clean latent, mostly
+    assert first["task_agree"] is True and all(isinstance(r["task_agree"], bool) for r in lossy)
+    agreed = metric(metric_totals(received), "semnet_frame_task_total", agree="true")
+    assert agreed == sum(r["task_agree"] for r in clean + lossy) > 0

@@ -42,6 +42,7 @@ from test_deploy import (
     PROMETHEUS,
     ROOT,
     dashboard,
+    metric_names,
     promql_queries,
 )
 
@@ -74,6 +75,7 @@ FETCH = (
     "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
 )
 START_TIMEOUT = 90.0
+MULTITASK_ONLY = {"semnet_frame_task_total"}  # a multi-task codec's metrics only
 
 
 class Unavailable(Exception):
@@ -309,7 +311,8 @@ def test_three_hosts_scraped_by_prometheus_close_the_books(hosts, tmp_path):
     )
     assert {r["metric"]["loss_bucket"] for r in mean} == set(expected)
 
-    # Every dashboard query runs on this Prometheus, and draws something from the three hosts.
+    # Every dashboard query runs on this Prometheus, and draws something from the three hosts
+    # (but those of a multi-task codec's panels, empty with the default codec here).
     for expr in promql_queries(dashboard()):
         result = hosts.query(expr)
-        assert result, f"no data for {expr}"
+        assert result or metric_names(expr) <= MULTITASK_ONLY, f"no data for {expr}"

@@ -71,8 +71,8 @@ class LiveCounters(Collector):
 
 
 class FrameQuality:
-    """Receiver histograms: per-frame loss ratio, PSNR, SSIM, LPIPS and latency; semantic
-    agreement as a counter split by ``agree`` (accuracy = true / all)."""
+    """Receiver histograms: per-frame loss ratio, PSNR, SSIM, LPIPS and latency; semantic and
+    task agreement as counters split by ``agree`` (accuracy = true / all)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("codec", "fill", "loss_bucket")
@@ -110,6 +110,13 @@ class FrameQuality:
             (*labels, "agree"),
             registry=registry,
         )
+        self.task = Counter(
+            "semnet_frame_task",
+            "Frames of a multi-task codec whose class read from the received latent agrees (or "
+            "not) with the one read from the reference's whole latent",
+            (*labels, "agree"),
+            registry=registry,
+        )
         self.latency = Histogram(
             "semnet_frame_latency_seconds",
             "First datagram to decoded image",
@@ -135,6 +142,6 @@ class FrameQuality:
             self.ssim.labels(codec, fill, bucket).observe(quality["ssim"])
         if quality.get("lpips") is not None:
             self.lpips.labels(codec, fill, bucket).observe(quality["lpips"])
-        if quality.get("semantic_agree") is not None:
-            agree = "true" if quality["semantic_agree"] else "false"
-            self.semantic.labels(codec, fill, bucket, agree).inc()
+        for key, counter in (("semantic_agree", self.semantic), ("task_agree", self.task)):
+            if quality.get(key) is not None:
+                counter.labels(codec, fill, bucket, "true" if quality[key] else "false").inc()

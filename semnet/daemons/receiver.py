@@ -63,6 +63,7 @@ from semnet.pipeline.frames import (
     FrameDecoder,
     lost_frame,
     perceptual_available,
+    reference_class,
     score,
 )
 from semnet.pipeline.report import FrameReport
@@ -358,6 +359,10 @@ class Receiver:
             if image is not None and image.shape == decoded.image.shape
             else {}
         )
+        if quality and decoded.classes:
+            codec = self.codec_for(frame.descriptor.codec_id)
+            clean = reference_class(codec, image, self.decoder.device)
+            quality["task_agree"] = decoded.classes[0]["label"] == clean
         name = ref.name if ref is not None else f"s{frame.stream}-f{frame.frame}"
         saved = None
         if self.cfg.save_images:

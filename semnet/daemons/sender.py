@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from semnet.core.auth import HEADER, sign_request
 from semnet.core.feedback import REFUSALS, ReceiverReport, ReportBook
 from semnet.core.partition import parse_spec
+from semnet.core.wire import FrameDescriptor
 from semnet.daemons.config import SenderConfig
 from semnet.daemons.metrics import LiveCounters, Sample, by_reason
 from semnet.daemons.net import drain, parse_address, udp_socket
@@ -50,6 +51,12 @@ REPORT_GAUGES = (
     ("jitter_seconds", "Interarrival jitter (RFC 3550) in the latest receiver report", "jitter"),
     ("mean_burst_datagrams", "Mean loss run in the latest report's interval", "mean_burst"),
 )
+
+
+def bytes_left_out(desc: FrameDescriptor, codec) -> int:
+    """Payload bytes a frame sent as a prefix of k channels saved against all of them."""
+    c, h, w = desc.latent
+    return (codec.latent_channels - c) * h * w * desc.quant.bits // 8
 
 
 def boot_numbers(now_ns: int) -> tuple[int, int]:
@@ -106,6 +113,7 @@ class Sender:
         self.receiver = f"http://{cfg.receiver_http}"
         self.book = ReportBook([cfg.stream], self.key, cfg.feedback_timeout)
         self.active: int | None = None  # latent channels the last frame sent (its end index)
+        self.latent_bytes_saved = 0  # payload of the channels an adaptive codec left out
         # Frames overlap in three stages: frame n+1 is encoded while frame n is paced onto the
         # wire while frame n-1's report is awaited. Both locks are FIFO and a frame queues for
         # the wire before it lets the next one encode, so frames reach the wire in their order.
@@ -162,6 +170,7 @@ class Sender:
             k = self.end_index(self.encoder.codec)
             sent = await loop.run_in_executor(self.worker, self.encoder.encode, image, k)
             self.active = sent.descriptor.latent[0]
+            self.latent_bytes_saved += bytes_left_out(sent.descriptor, self.encoder.codec)
             await self.wire.acquire()
         try:
             reference_ok, send_time = await self.transmit(name, image, sent)
@@ -339,6 +348,12 @@ class Sender:
         yield Sample("sender_send_errors_total", "Datagrams the socket refused", self.send_errors)
         yield Sample(
             "sender_report_errors_total", "Frames the receiver did not report", self.report_errors
+        )
+        yield Sample(
+            "sender_latent_bytes_saved_total",
+            "Payload bytes of the latent channels an adaptive (A-MIJSCC) codec left out",
+            self.latent_bytes_saved,
+            stream,
         )
         if self.active is not None:
             yield Sample(

@@ -300,6 +300,17 @@ def top_classes(codec: Codec, y: torch.Tensor, got: torch.Tensor, n: int = 5) ->
     ]
 
 
+def reference_class(codec: Codec, image: np.ndarray, device: torch.device) -> str | None:
+    """The top class a multi-task codec reads from an image's whole latent (every channel,
+    nothing lost): what the received latent's class is checked against. None without one."""
+    if not hasattr(codec, "classify"):
+        return None
+    with torch.inference_mode():
+        y = codec.encode(to_tensor(image, device))
+        top = top_classes(codec, y, torch.ones_like(y, dtype=torch.bool), n=1)
+    return top[0]["label"]
+
+
 def batches(frames: list[AssembledFrame]) -> list[list[int]]:
     """Indices of the frames that can share one synthesis call: same codec, latent and size."""
     groups: dict[tuple, list[int]] = {}

@@ -40,6 +40,8 @@ class FrameReport:
     semantic_agree: bool | None = None
     # a multi-task codec's top classes read from the latent: [{"label": str, "p": float}, ...]
     classes: list[dict] | None = None
+    # whether its top class is the one the codec reads from the reference's whole latent
+    task_agree: bool | None = None
     end_index: int | None = None  # the active prefix an A-MIJSCC sender chose (None: all sent)
     saved: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -96,6 +98,7 @@ _KINDS: dict[str, tuple[str | None, ...]] = {
     **{name: (_NUM, None) for name in QUALITY if name != "semantic_agree"},
     "semantic_agree": (_BOOL, None),
     "classes": ("classes", None),
+    "task_agree": (_BOOL, None),
     "end_index": (_INT, None),
     "saved": (_STR, None),
     "timings": ("timings",),
