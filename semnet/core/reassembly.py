@@ -70,6 +70,7 @@ MALFORMED_REASONS = (
     "bad_field",
     "oversized",
     "payload_length",
+    "unknown_class",
     "checksum",
     "auth",
     "auth_no_key",
