@@ -7,4 +7,4 @@ and the CLI can name it without loading the models.
 DEFAULT_CODEC = "cnn-rd-q4"
 # Engines for a codec's transforms (semnet.models.backends); here so configs check the name
 # without importing torch.
-BACKENDS = ("auto", "eager", "openvino", "onnxruntime")
+BACKENDS = ("auto", "eager", "openvino", "openvino-int8", "onnxruntime")
