@@ -51,6 +51,7 @@ from results_io import write_json  # noqa: E402 (sibling module; benchmarks run 
 from semnet.client import png_bytes, send_image
 from semnet.errors import SemnetError
 from semnet.images import image_files, load_image
+from semnet.models.backends import installed
 from semnet.testbed import LocalTestbed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,11 +68,20 @@ VARIANTS = {
     "window 2": (2, {}, {}),
     "window 2, 1 thread each": (2, {"threads": 1}, {"threads": 1}),
     "window 2, 1 thread, no perceptual": (2, {"threads": 1}, {"threads": 1, "perceptual": False}),
+    "window 2, score every 4th": (2, {}, {"score_every": 4}),
 }
+INT8 = {"backend": "openvino-int8"}  # opt-in: the int8 extra and the training photos
+if installed("openvino-int8"):
+    VARIANTS["window 2, score every 4th, int8"] = (2, INT8, {"score_every": 4, **INT8})
 # --streams: name -> (sender config, receiver config) of every stream count
 STREAM_VARIANTS = {
     "default": ({}, {}),
     "1 thread each, no perceptual": ({"threads": 1}, {"threads": 1, "perceptual": False}),
+    "1 thread each, score every 4th": ({"threads": 1}, {"threads": 1, "score_every": 4}),
+    "1 thread each, score every 4th, int8": (
+        {"threads": 1, **INT8},
+        {"threads": 1, "score_every": 4, **INT8},
+    ),
 }
 
 

@@ -133,12 +133,13 @@ class FrameQuality:
         latency: float,
         quality: dict,
     ) -> None:
-        """``quality`` holds what was scored: psnr_db and ssim, perhaps lpips, semantic_agree."""
+        """``quality`` holds what was scored: psnr_db, perhaps ssim, lpips, semantic_agree."""
         self.loss.labels(codec, fill).observe(loss)
         self.latency.labels(codec, fill).observe(latency)
         bucket = loss_bucket(loss)
-        if quality.get("psnr_db") is not None and quality.get("ssim") is not None:
+        if quality.get("psnr_db") is not None:
             self.psnr.labels(codec, fill, bucket).observe(quality["psnr_db"])
+        if quality.get("ssim") is not None:  # on a sample with score_every
             self.ssim.labels(codec, fill, bucket).observe(quality["ssim"])
         if quality.get("lpips") is not None:
             self.lpips.labels(codec, fill, bucket).observe(quality["lpips"])

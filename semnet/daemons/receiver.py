@@ -102,6 +102,7 @@ class Receiver:
         self.device = pick_device(cfg.device)
         self.fill_name = cfg.fill
         self.perceptual = cfg.perceptual and perceptual_available()
+        self.scored: dict[int, int] = {}  # frames scored per stream, for score_every
         self.decoder = FrameDecoder(self.codec_for, get_fill(cfg.fill), self.device)
         self.reassembler = Reassembler(
             cfg.deadline,
@@ -331,6 +332,13 @@ class Receiver:
             error=f"receiver could not decode: {exc}",
         )
 
+    def sampled(self, stream: int) -> bool:
+        """Whether this frame of ``stream`` gets every score (``score_every``), not PSNR alone."""
+        n = self.scored.get(stream, 0)
+        if n or len(self.scored) < MAX_REFERENCES:  # bounded: a forged stream flood stops here
+            self.scored[stream] = n + 1
+        return n % self.cfg.score_every == 0
+
     def check_decodable(self, frame: AssembledFrame) -> None:
         """Refuse a descriptor its codec would not have produced, or one too large: forged ones
         must not reach torch (shape errors) or allocate for a huge image."""
@@ -355,7 +363,7 @@ class Receiver:
         ref = self.references.get((frame.stream, frame.frame))
         image = None if ref is None else ref.image
         quality = (
-            score(decoded.image, image, self.perceptual)
+            score(decoded.image, image, self.perceptual, self.sampled(frame.stream))
             if image is not None and image.shape == decoded.image.shape
             else {}
         )

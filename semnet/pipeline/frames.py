@@ -350,12 +350,18 @@ def perceptual_available() -> bool:
 PERCEPTUAL_MIN_SIDE = 32
 
 
-def score(image: np.ndarray, reference: np.ndarray, perceptual: bool = False) -> dict:
+def score(
+    image: np.ndarray, reference: np.ndarray, perceptual: bool = False, full: bool = True
+) -> dict:
     """PSNR (dB), SSIM and MS-SSIM (None under MS_SSIM_MIN_SIDE) of a reconstruction against
     its reference, both uint8 H x W x 3; with ``perceptual`` also LPIPS-AlexNet and semantic
     agreement (the classifier's top-1 label on both is the same), None where their weights are
-    not installed or the image is smaller than PERCEPTUAL_MIN_SIDE."""
+    not installed or the image is smaller than PERCEPTUAL_MIN_SIDE. Not ``full``: PSNR alone
+    (the rest None), a thousandth of the cost (a receiver scoring a sample of its frames)."""
     a, b = to_tensor(image, torch.device("cpu")), to_tensor(reference, torch.device("cpu"))
+    if not full:
+        skipped = ("ssim", "ms_ssim", *(("lpips", "semantic_agree") if perceptual else ()))
+        return {"psnr_db": psnr(a, b), **dict.fromkeys(skipped)}
     quality: dict = {"psnr_db": psnr(a, b), "ssim": ssim(a, b), "ms_ssim": ms_ssim(a, b)}
     if perceptual and min(image.shape[:2]) < PERCEPTUAL_MIN_SIDE:
         quality["lpips"] = quality["semantic_agree"] = None
