@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semnet.core.impair.spec import Link
-from semnet.core.interface import Allocation, Budget, Interface, allocate, by_position, flip_mask
+from semnet.core.interface import Allocation, Budget, Interface, allocate, by_position, flips
 from semnet.core.wire import peek_plane
 
 
@@ -60,11 +60,11 @@ class AccessNode:
         cls, start, end = span
         gain = self.rng.standard_exponential() if self.link.channel == "rayleigh" else 1.0
         prob = float(self.allocation.realised(gain)[cls])
-        mask = flip_mask(end - start, prob, self.rng)
-        flips = int(np.unpackbits(mask).sum())
-        if flips:
+        hit = flips((end - start) * 8, prob, self.rng)
+        count = int(hit.sum())
+        if count:
             buf = bytearray(data)
             payload = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-            buf[start:end] = (payload ^ mask).tobytes()
+            buf[start:end] = (payload ^ np.packbits(hit)).tobytes()
             data = bytes(buf)
-        return Flipped(data, cls, (end - start) * 8, flips)
+        return Flipped(data, cls, hit.size, count)

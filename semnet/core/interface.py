@@ -411,17 +411,17 @@ def flip_bits(
     return out
 
 
-def flip_mask(n_bytes: int, prob: float, rng: np.random.Generator) -> np.ndarray:
-    """A packed XOR mask for ``n_bytes`` bytes, each bit set with probability ``prob``."""
+def flips(n_bits: int, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Which of ``n_bits`` bits flip (bool), each with probability ``prob``."""
     if not 0.0 <= prob <= 1.0:
         raise ConfigError(f"flip probability {prob!r} is not in [0, 1]")
-    return np.packbits(rng.random(n_bytes * 8) < prob)
+    return rng.random(n_bits) < prob
 
 
 def flip_packed(payload: bytes, prob: float, rng: np.random.Generator) -> bytes:
     """``payload`` with each of its bits flipped with probability ``prob`` (a datagram's
     payload in one class)."""
-    mask = flip_mask(len(payload), prob, rng)
+    mask = np.packbits(flips(len(payload) * 8, prob, rng))
     return (np.frombuffer(payload, dtype=np.uint8) ^ mask).tobytes()
 
 

@@ -73,10 +73,6 @@ class Layout:
         """The bit position datagram ``index`` carries (0 = MSB; 0 for whole values)."""
         return index // self.runs
 
-    def payload_size(self, index: int) -> int:
-        """Exact payload bytes datagram ``index`` must have."""
-        return packed_size(len(self.elements(index)), 1 if self.planes > 1 else self.bits)
-
 
 # Frames differ by interleaving seed, so entries serve one frame in flight each; 16 bounds the
 # memory a hostile stream of large descriptors can pin (about 8 MB per entry at max_pixels).
@@ -161,7 +157,7 @@ def frame_datagrams(
                 descriptor=desc,
                 payload=payload,
                 importance=None if importance is None else int(importance[i]),
-                plane=i * desc.plane_count // len(payloads) if desc.planes else None,
+                plane=i // desc.runs if desc.planes else None,
             ),
             key,
         )

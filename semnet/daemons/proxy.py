@@ -124,7 +124,8 @@ class Direction:
     """
 
     seed: int  # for specs without their own seed
-    configured: Callable[[], ImpairModel]  # what reset restores, from its start
+    # what reset restores, from its start, given the interface a bit-error link protects
+    configured: Callable[[bit_interface.Interface | None], ImpairModel]
     replay: str | None = None
     interface: bit_interface.Interface | None = None  # for a bit-error link stage
     recorder: FateRecorder | None = None
@@ -139,7 +140,7 @@ class Direction:
     delay_sum: float = 0.0
 
     def __post_init__(self) -> None:
-        self.model = self.configured()
+        self.model = self.configured(self.interface)
 
     def swap(self, model: ImpairModel) -> None:
         """Replace the model; counters carry over so the exported totals never go back, and the
@@ -157,10 +158,7 @@ class Direction:
 
     def reset(self) -> None:
         """Back to the configured model as at start (same seed: the same fates again)."""
-        model = self.configured()
-        if isinstance(model, Impairment) and self.interface is not None:
-            model.set_interface(self.interface)
-        self.swap(model)
+        self.swap(self.configured(self.interface))
         self.changes += 1
 
     def set_interface(self, interface: bit_interface.Interface) -> None:
@@ -237,12 +235,12 @@ class Proxy:
         forward, reverse = spec_of(cfg.impair, "impair"), spec_of(cfg.reverse, "reverse")
         iface = read_interface(cfg.interface)
         if cfg.replay:
-            configured = partial(ReplayImpairment, read_trace(cfg.replay), limit=forward.limit)
+            configured = partial(replayed, read_trace(cfg.replay), forward.limit)
         else:
-            configured = partial(fresh_or_refused, forward, cfg.seed, iface, "impair")
+            configured = partial(fresh_or_refused, forward, cfg.seed, key="impair")
         reverse_seed = cfg.seed ^ REVERSE_SEED_MASK
         self.forward = Direction(cfg.seed, configured, cfg.replay, iface)
-        refused = partial(fresh_or_refused, reverse, reverse_seed, iface, "reverse")
+        refused = partial(fresh_or_refused, reverse, reverse_seed, key="reverse")
         self.reverse = Direction(reverse_seed, refused, interface=iface)
         self.dirs = {"forward": self.forward, "reverse": self.reverse}
         self.client: tuple | None = None
@@ -600,6 +598,11 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
 def cumulative(edges: tuple, counts: list[int]) -> list[tuple[str, int]]:
     """Per-bucket counts (+Inf last) -> Prometheus (le, cumulative count) pairs."""
     return list(zip([*map(str, edges), "+Inf"], itertools.accumulate(counts), strict=True))
+
+
+def replayed(fates: list[Fate], limit: int, _: bit_interface.Interface | None) -> ImpairModel:
+    """The replay a forward direction restarts from (a trace has no bit-error stage)."""
+    return ReplayImpairment(fates, limit=limit)
 
 
 def fresh_or_refused(

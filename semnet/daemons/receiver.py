@@ -368,8 +368,8 @@ class Receiver:
             else {}
         )
         if quality and decoded.classes:
-            codec = self.codec_for(frame.descriptor.codec_id)
-            clean = reference_class(codec, image, self.decoder.device)
+            model = self.codec_for(frame.descriptor.codec_id)
+            clean = reference_class(model, image, self.decoder.device)
             quality["task_agree"] = decoded.classes[0]["label"] == clean
         name = ref.name if ref is not None else f"s{frame.stream}-f{frame.frame}"
         saved = None

@@ -187,12 +187,11 @@ class Sender:
         lost for feedback_timeout) every channel goes, the fixed-length default."""
         if not hasattr(codec, "end_index"):
             return None
-        now = time.monotonic()
-        report = self.book.latest(self.cfg.stream, now)
-        if report is None:
+        loss = self.book.loss(self.cfg.stream, time.monotonic())
+        if loss is None:
             return None
-        loss = self.book.loss(self.cfg.stream, now)
-        return codec.end_index((loss, max(1.0, report.mean_burst)))
+        burst = self.book.last(self.cfg.stream).mean_burst
+        return codec.end_index((loss, max(1.0, burst)))
 
     def pick_codec(self, quality: object, bpp: object) -> zoo.ZooEntry:
         """The zoo entry a /send asks for: the configured codec, or another rate point."""
